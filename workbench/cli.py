@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from typing import Any, Sequence
@@ -11,6 +12,10 @@ from workbench import _env
 _env.apply()
 
 from workbench.errors import WorkbenchError  # noqa: E402
+
+# Further subcommands live in their own modules, each with `register(subparsers)`; adding a command
+# is one module plus one line here.
+COMMAND_MODULES: list[str] = []
 
 
 def _csv(value: str) -> list[str]:
@@ -212,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     tl = tsub.add_parser("list", help="list suites, groups and tasks", description="List tasks.")
     tl.add_argument("--json", action="store_true", help="every task, as JSON")
     tl.set_defaults(func=cmd_tasks_list)
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
     return p
 
 

@@ -1,0 +1,92 @@
+"""Shared fixtures. `import workbench` first: it sets OMP_WAIT_POLICY and the offline flags before
+torch or the HF stack is imported anywhere in the test session."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import workbench  # noqa: F401  (environment first)
+import pytest
+
+from workbench import settings
+
+TESTS = Path(__file__).resolve().parent
+FIXTURE_MIRROR = TESTS / "fixtures" / "mirror"
+CORPUS = (
+    "The quick brown fox jumps over the lazy dog. Question: Answer: A. B. C. D. "
+    "Which organ pumps blood? The heart, the lung, the kidney and the liver are organs. "
+    "What do plants need to make food? Sunlight, water and air. True, False. "
+    "def add(a, b):\n    return a + b\n#### 42\n1234567890 () [] {} , ; : ? ! ' \" - + = * / \\n"
+)
+
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> Path:
+    """The real benchmark mirror (../shared/benchmark-data beside the checkout, or WORKBENCH_DATA_DIR)."""
+    path = settings.data_dir()
+    if not (path / "mmlu").is_dir():
+        pytest.fail(f"benchmark mirror not found at {path}; set WORKBENCH_DATA_DIR")
+    return path
+
+
+@pytest.fixture(scope="session")
+def fixture_mirror() -> Path:
+    return FIXTURE_MIRROR
+
+
+def build_tiny_model(path: Path, seed: int = 0) -> Path:
+    """A 2-layer random Llama with a byte-level BPE tokenizer trained on a tiny corpus (no weights needed)."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<pad>", "<s>", "</s>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator([CORPUS] * 4, trainer)
+    hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+    cfg = LlamaConfig(vocab_size=len(hf_tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+                      tie_word_embeddings=True, bos_token_id=hf_tok.bos_token_id, eos_token_id=hf_tok.eos_token_id,
+                      pad_token_id=hf_tok.pad_token_id)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(cfg).eval()
+    model.save_pretrained(path)
+    hf_tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    from workbench.models.embedded import gguf_path
+
+    return gguf_path("smollm2-135m")
+
+
+@pytest.fixture(scope="session")
+def smollm2_checkpoint(smollm2_gguf) -> Path:
+    """The dequantized SmolLM2 checkpoint (converted once per machine, then cached)."""
+    from workbench.models.gguf import converted_checkpoint
+
+    return converted_checkpoint(smollm2_gguf)[0]
+
+
+@pytest.fixture
+def run_cli(tmp_path):
+    """Run the real `workbench` CLI in a subprocess; returns CompletedProcess."""
+
+    def run(*args: str, env: dict | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+        full_env = dict(os.environ, **(env or {}))
+        return subprocess.run([sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True,
+                              env=full_env, timeout=timeout, cwd=tmp_path)
+
+    return run
