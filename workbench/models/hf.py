@@ -39,11 +39,13 @@ def set_threads() -> None:
 class HFBackend(HFLM, WorkbenchLM):
     """lm-eval's HFLM with a prefix-sharing, scored-positions-only loglikelihood core."""
 
-    def __init__(self, model, tokenizer, info: ModelInfo, batch_tokens: int = 4096, **kwargs: Any) -> None:
+    def __init__(self, model, tokenizer, info: ModelInfo, batch_tokens: int = 4096, min_shared_prefix: int = 32,
+                 **kwargs: Any) -> None:
         kwargs.setdefault("batch_size", 8)
         super().__init__(pretrained=model, tokenizer=tokenizer, device=str(model.device), **kwargs)
         self.info = info
         self.batch_tokens = int(batch_tokens)
+        self.min_shared_prefix = int(min_shared_prefix)
 
     # HFLM's default core computes log-softmax over the full vocabulary at every position of
     # every (context + choice) row. This one runs each context once and scores only what is asked.
@@ -57,15 +59,19 @@ class HFBackend(HFLM, WorkbenchLM):
             whole = (list(ctx) + list(cont))[-(self.max_length + 1):]
             by_ctx.setdefault(tuple(whole[: len(whole) - len(cont)]), []).append((i, list(cont)))
 
-        contexts = sorted(by_ctx, key=len, reverse=True)  # longest first: memory peaks early
+        # Lexicographic order puts contexts that share a few-shot preamble next to each other, so a
+        # batch usually shares a long prefix that is then run once (see _score_batch).
+        contexts = sorted(by_ctx)
         pbar = tqdm(total=len(requests), disable=disable_tqdm, desc="loglikelihood", leave=False)
         start = 0
         while start < len(contexts):
-            width, end = len(contexts[start]), start
+            width, end = 0, start
             bs = int(self.batch_size) if str(self.batch_size).isdigit() else 8
-            while end < len(contexts) and end - start < bs and (end - start + 1) * width <= self.batch_tokens:
-                end += 1
-            end = max(end, start + 1)
+            while end < len(contexts) and end - start < bs:
+                w = max(width, len(contexts[end]))
+                if end > start and (end - start + 1) * w > self.batch_tokens:
+                    break
+                width, end = w, end + 1
             batch = contexts[start:end]
             self._score_batch(batch, by_ctx, results)
             pbar.update(sum(len(by_ctx[c]) for c in batch))
@@ -77,16 +83,27 @@ class HFBackend(HFLM, WorkbenchLM):
 
     def _score_batch(self, batch, by_ctx, results) -> None:
         dev = self.model.device
-        width = max(len(c) for c in batch)
+        need_cache = any(len(c) > 1 for ctx in batch for _, c in by_ctx[ctx])
+        shared = _common_prefix_len(batch) if len(batch) > 1 else 0
+        cache = None
+        if shared < self.min_shared_prefix:
+            shared = 0
+        else:  # run the shared prefix once and give every row a copy of its KV cache
+            pre = self.model(input_ids=torch.tensor([batch[0][:shared]], device=dev), use_cache=True, logits_to_keep=1)
+            cache = pre.past_key_values
+            cache.batch_select_indices(torch.zeros(len(batch), dtype=torch.long, device=dev))
+            need_cache = True
+        width = max(len(c) for c in batch) - shared
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         ids = torch.full((len(batch), width), pad, dtype=torch.long, device=dev)
-        mask = torch.zeros((len(batch), width), dtype=torch.long, device=dev)
+        smask = torch.zeros((len(batch), width), dtype=torch.long, device=dev)
         for j, ctx in enumerate(batch):  # left-pad so every row's last position is its last token
-            ids[j, width - len(ctx):] = torch.tensor(ctx, device=dev)
-            mask[j, width - len(ctx):] = 1
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        need_cache = any(len(c) > 1 for ctx in batch for _, c in by_ctx[ctx])
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=need_cache, logits_to_keep=1)
+            ids[j, width - (len(ctx) - shared):] = torch.tensor(ctx[shared:], device=dev)
+            smask[j, width - (len(ctx) - shared):] = 1
+        pos = shared + (smask.cumsum(-1) - 1).clamp(min=0)
+        mask = torch.cat([torch.ones((len(batch), shared), dtype=torch.long, device=dev), smask], dim=1)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
+                         use_cache=need_cache, logits_to_keep=1)
         last = F.log_softmax(out.logits[:, -1, :].float(), dim=-1)
         for j, ctx in enumerate(batch):
             items = by_ctx[ctx]
@@ -123,6 +140,15 @@ class HFBackend(HFLM, WorkbenchLM):
             lp = logp[r, : len(c) - 1]
             scores[i] = (float(lp.gather(1, tgt[:, None]).sum()), bool((lp.argmax(-1) == tgt).all()))
         return scores
+
+
+def _common_prefix_len(seqs) -> int:
+    """Tokens shared by every sequence, leaving each at least one token of its own."""
+    first, n = seqs[0], min(len(s) for s in seqs) - 1
+    k = 0
+    while k < n and all(s[k] == first[k] for s in seqs):
+        k += 1
+    return k
 
 
 def load_checkpoint(path: Path, dtype: str = "float32"):

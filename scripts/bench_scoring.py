@@ -1,0 +1,102 @@
+"""Scoring speed: the same MMLU requests through our backends and lm-eval's stock `hf` backend.
+
+    .venv/bin/python scripts/bench_scoring.py [--items 40] [--subjects N] [--fewshot 5] [--batch-size 8] [--llamacpp]
+
+Builds lm-eval's MMLU (5-shot, lettered) requests for a seeded, subject-stratified set of items from
+the mirror once, then times `loglikelihood` over exactly those requests for each backend in this
+process (model load excluded), and prints items/s, the ratio to lm-eval `hf`, and per-item
+agreement of the chosen answer and log-likelihoods.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import time
+
+import workbench  # noqa: F401  (environment before torch)
+
+
+def build_requests(n_items: int, fewshot: int, seed: int, n_subjects: int | None = None):
+    from workbench import tasks as T
+
+    subjects = T.groups()["mmlu"]
+    rng = random.Random(seed)
+    picked = sorted(rng.sample(subjects, min(n_subjects or n_items, n_items, len(subjects))))
+    per = {s: 0 for s in picked}
+    for i in range(n_items):
+        per[picked[i % len(picked)]] += 1
+    docs = []
+    for name, k in per.items():
+        built = T.build(T.resolve([name])[0], num_fewshot=fewshot)
+        ids = T.select_docs(name, len(built.task.eval_docs), limit=None, n=k, seed=seed)
+        built.task.build_all_requests(samples=ids, rank=0, world_size=1)
+        by_doc: dict[int, list] = {}
+        for inst in built.task.instances:
+            by_doc.setdefault(inst.doc_id, []).append(inst)
+        docs.extend(sorted(v, key=lambda x: x.idx) for v in by_doc.values())
+    return docs
+
+
+def time_backend(lm, docs):
+    flat = [inst for d in docs for inst in d]
+    t = time.perf_counter()
+    res = lm.loglikelihood(flat, disable_tqdm=True)
+    dt = time.perf_counter() - t
+    out, k = [], 0
+    for d in docs:
+        out.append([r[0] for r in res[k: k + len(d)]])
+        k += len(d)
+    return dt, out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--items", type=int, default=40)
+    ap.add_argument("--fewshot", type=int, default=5)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--subjects", type=int, help="draw the items from this many subjects (default: one item each, "
+                    "as the quick suite; fewer subjects = more shared few-shot preamble, as a full run)")
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--llamacpp", action="store_true", help="also time the llamacpp backend")
+    args = ap.parse_args()
+
+    import numpy as np
+    from lm_eval.models.huggingface import HFLM
+
+    from workbench.models import load_model
+    from workbench.models.embedded import gguf_path
+    from workbench.models.gguf import converted_checkpoint
+
+    docs = build_requests(args.items, args.fewshot, args.seed, args.subjects)
+    n_req = sum(len(d) for d in docs)
+    ctx_tokens = None
+    ckpt, _ = converted_checkpoint(gguf_path("smollm2-135m"))
+    results = {}
+
+    stock = HFLM(pretrained=str(ckpt), dtype="float32", batch_size=args.batch_size, device="cpu")
+    ctx_tokens = np.mean([len(stock.tok_encode(d[0].args[0])) for d in docs])
+    results["lm-eval hf (stock HFLM)"] = time_backend(stock, docs)
+    del stock
+    ours = load_model("smollm2-135m", batch_size=args.batch_size)
+    results["workbench gguf (fp32, prefix-shared)"] = time_backend(ours, docs)
+    ours.close()
+    if args.llamacpp:
+        ll = load_model("llamacpp:smollm2-135m")
+        results["workbench llamacpp (Q4_1)"] = time_backend(ll, docs)
+        ll.close()
+
+    base_t, base = results["lm-eval hf (stock HFLM)"]
+    print(f"SmolLM2-135M-Instruct, MMLU {args.fewshot}-shot: {len(docs)} items from "
+          f"{args.subjects or len(docs)} subjects, {n_req} requests, "
+          f"mean context {ctx_tokens:.0f} tokens; torch threads {__import__('torch').get_num_threads()}, "
+          f"load avg {os.getloadavg()[0]:.1f}")
+    print(f"{'backend':<40} {'seconds':>8} {'items/s':>8} {'speed-up':>9} {'same answer':>12} {'max |dll|':>10}")
+    for name, (dt, lls) in results.items():
+        agree = np.mean([int(np.argmax(a)) == int(np.argmax(b)) for a, b in zip(lls, base)])
+        diff = max(float(np.max(np.abs(np.subtract(a, b)))) for a, b in zip(lls, base))
+        print(f"{name:<40} {dt:>8.2f} {len(docs) / dt:>8.2f} {base_t / dt:>8.2f}x {agree:>12.3f} {diff:>10.2e}")
+
+
+if __name__ == "__main__":
+    main()
