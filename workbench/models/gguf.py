@@ -59,8 +59,12 @@ def converted_checkpoint(path: Path) -> tuple[Path, str]:
     out = settings.cache_dir() / "gguf" / sha
     if (out / "config.json").is_file() and any(out.glob("*.safetensors")):
         return out, sha
+    import sys
+
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    print(f"converting {path.name} to a float32 checkpoint in {out} (once per file; 30-120 s)",
+          file=sys.stderr, flush=True)
     tmp = out.with_name(f".{sha}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
