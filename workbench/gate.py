@@ -101,7 +101,9 @@ def load_policy(path: str | Path | None) -> Policy:
     except FileNotFoundError:
         raise GateError(f"policy file {path} not found") from None
     except yaml.YAMLError as exc:
-        raise GateError(f"policy file {path} is not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise GateError(f"policy file {path} is not valid YAML: {getattr(exc, 'problem', None) or exc}{where}") from None
     return parse_policy(raw)
 
 
