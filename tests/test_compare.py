@@ -6,7 +6,6 @@ import re
 import shutil
 
 import numpy as np
-import pandas as pd
 import pytest
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
