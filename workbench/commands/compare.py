@@ -30,11 +30,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(json.dumps(json_safe(dict(comparison.to_json(), report={"html": str(paths.html),
                                                                        "markdown": str(paths.markdown)})), indent=2))
         return 0
+    shown = None
     for p in comparison.paired:
         if p.primary:
+            if p.candidate != shown:
+                shown = p.candidate
+                print(f"{p.baseline} -> {p.candidate}")
             s = p.stats
             label = f"[{p.scope.name}]" if p.scope.kind == "group" else p.scope.name
-            print(f"{label:<36} {p.metric:<8} n={s.n:<5} {s.mean_a:.3f} -> {s.mean_b:.3f}  Δ={s.delta:+.3f} "
+            print(f"  {label:<34} {p.metric:<8} n={s.n:<5} {s.mean_a:.3f} -> {s.mean_b:.3f}  Δ={s.delta:+.3f} "
                   f"[{s.ci95_low:+.3f}, {s.ci95_high:+.3f}]  p={s.p_value:.3g}  p_{comparison.correction}={p.p_adjusted:.3g}")
     print(f"report: {paths.html}\n        {paths.markdown}")
     return 0

@@ -31,11 +31,12 @@ def load(target: str, spec: str, dtype: str = "float32", **opts: Any):
         ckpt, sha = converted_checkpoint(gguf)
         source, path = f"{gguf_quantization(gguf)} dequantized", gguf
     model, tok = load_checkpoint(ckpt, "float32")
+    n_params = sum(t.numel() for t in model.parameters())
     with warnings.catch_warnings():  # torch flags its quantized tensor API as deprecated
         warnings.simplefilter("ignore")
         model.model = quantize_dynamic(model.model, {torch.nn.Linear}, dtype=torch.qint8)
     info = ModelInfo(spec=spec, backend="int8", path=str(path), sha256=sha, dtype="float32",
                      quantization=f"{source}, torch dynamic int8 (qint8 per-tensor Linear weights)",
-                     architecture=(model.config.architectures or [type(model).__name__])[0],
+                     architecture=(model.config.architectures or [type(model).__name__])[0], parameters=n_params,
                      extra={"checkpoint": str(ckpt), "torch_quantized_engine": torch.backends.quantized.engine})
     return HFBackend(model, tok, info, **opts)
