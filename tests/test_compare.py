@@ -65,8 +65,12 @@ def test_paired_stats_match_statsmodels_on_real_runs(runs):
     assert total_disc > 0, "the two tiny models should disagree somewhere, else this test checks nothing"
     group = next(p for p in c.paired if p.scope.kind == "group" and p.metric == "acc")
     assert group.scope.name == "mmlu" and group.stats.n == r["A"].metrics["groups"]["mmlu"]["acc"]["n"]
-    acc = [p for p in c.paired if p.metric == "acc"]
-    np.testing.assert_allclose([p.p_adjusted for p in acc], multipletests([p.stats.p_value for p in acc], method="holm")[1])
+    headline = [p for p in c.paired if p.metric == "acc" and p.scope.name in ("mmlu", "arc_easy")]
+    assert len(headline) == 2
+    np.testing.assert_allclose([p.p_adjusted for p in headline],
+                               multipletests([p.stats.p_value for p in headline], method="holm")[1])
+    subject = next(p for p in c.paired if p.metric == "acc" and p.scope.name == "mmlu_anatomy")
+    assert subject.p_adjusted == subject.stats.p_value  # the only subject of its group: a family of one
 
 
 def test_flips_carry_prompts_and_answers(runs):

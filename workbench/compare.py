@@ -2,7 +2,8 @@
 
 Items are matched by (task, doc_id, prompt_hash): two runs are comparable only on the very same
 prompts. Every later run is compared with the first (the baseline). Within one (baseline, candidate,
-metric) family the p-values of every task and group are corrected together (Holm by default).
+metric) p-values are corrected (Holm by default) across the headline rows (groups and ungrouped
+tasks), and separately across the subjects of each group.
 """
 from __future__ import annotations
 
@@ -207,6 +208,13 @@ def scope_estimate(df: pd.DataFrame, scope: Scope, metric: str, *, n_boot: int =
     return stats.clustered_estimate(values, clusters, n_boot=n_boot, seed=seed)
 
 
+def family_key(row: PairedRow) -> tuple[str, str]:
+    """Which p-values are corrected together: per metric, the headline rows (groups and ungrouped
+    tasks) as one family and each group's subjects as another, so that dozens of one-item subjects
+    do not swamp the headline tests."""
+    return row.metric, row.scope.group if row.scope.kind == "task" and row.scope.group else ""
+
+
 def load_runs(run_ids: Sequence[str], store: str | None = None) -> list[Run]:
     if len(run_ids) < 2:
         raise ComparisonError("compare needs at least two runs")
@@ -237,8 +245,8 @@ def compare_runs(runs: Sequence[Run], *, correction: str = "holm", n_boot: int =
         b = items[cand.run_id]
         rows = [PairedRow(base.run_id, cand.run_id, s, m, i == 0, paired_stats(a, b, s, m, n_boot=n_boot, seed=seed))
                 for s in scopes for i, m in enumerate(metrics[s])]
-        for metric in dict.fromkeys(r.metric for r in rows):
-            family = [r for r in rows if r.metric == metric]
+        for key in dict.fromkeys(map(family_key, rows)):
+            family = [r for r in rows if family_key(r) == key]
             for r, p in zip(family, stats.adjust_pvalues([r.stats.p_value for r in family], correction)):
                 r.p_adjusted = float(p)
         paired.extend(rows)

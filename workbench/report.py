@@ -121,7 +121,8 @@ def to_markdown(c: Comparison, *, alpha: float = 0.05) -> str:
            + ", ".join(model_label(r) for r in c.runs[1:]), "",
            f"Items matched by (task, doc_id, prompt_hash): {len(c.items[c.baseline.run_id])} per run. "
            f"Δ = candidate − baseline. p-values: McNemar exact (binary scores) or paired permutation test; "
-           f"corrected with {c.correction} within each candidate and metric; * marks corrected p < {alpha}. "
+           f"corrected with {c.correction} per candidate and metric across the headline rows (groups and ungrouped "
+           f"tasks) and, separately, across each group's subjects; * marks corrected p < {alpha}. "
            "Group rows pool their tasks' items with a clustered bootstrap (subjects, then items). "
            "MDD is the smallest |Δ| detectable with 80% power at α = 0.05 given the items and their discordance.", ""]
     out += ["## Runs", "", md_table(*_runs_table(c)), ""]
@@ -225,7 +226,8 @@ def to_html(c: Comparison, *, alpha: float = 0.05) -> str:
         f"<h1>Run comparison: {html.escape(title)}</h1>",
         f"<p class=note>Items matched by (task, doc_id, prompt_hash): {len(c.items[c.baseline.run_id])} per run. "
         "Δ = candidate − baseline. p-values: McNemar exact (binary scores) or paired permutation test, corrected with "
-        f"{html.escape(c.correction)} within each candidate and metric; * marks corrected p &lt; {alpha}. Group rows pool "
+        f"{html.escape(c.correction)} per candidate and metric across the headline rows (groups and ungrouped tasks) and, "
+        f"separately, across each group's subjects; * marks corrected p &lt; {alpha}. Group rows pool "
         "their tasks' items with a clustered bootstrap (subjects, then items). MDD: smallest |Δ| detectable with 80% "
         "power at α = 0.05 for the items and their discordance.</p>",
         "<h2>Runs</h2>", _html_table(*_runs_table(c)),
