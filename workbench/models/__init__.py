@@ -12,7 +12,7 @@ from workbench.errors import ModelError
 from workbench.models.base import ModelInfo, WorkbenchLM
 
 _BACKENDS: dict[str, tuple[Callable[..., WorkbenchLM], str]] = {}
-_BACKEND_MODULES = ("hf", "gguf", "llamacpp", "openai")
+_BACKEND_MODULES = ("hf", "gguf", "llamacpp", "openai", "torchint8")
 
 
 def register_backend(prefix: str, help: str = ""):

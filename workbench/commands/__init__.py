@@ -1,0 +1,1 @@
+"""Subcommands beyond the core ones in workbench.cli, one module each with `register(subparsers)`."""
