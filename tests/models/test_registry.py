@@ -10,7 +10,7 @@ def test_backends_are_registered_one_per_module():
 
 @pytest.mark.parametrize("spec", ["nope", "foo:bar", "hf:", "gpt-5"])
 def test_unknown_specs_are_rejected_with_the_accepted_forms(spec):
-    with pytest.raises(ModelError, match=r"unknown model spec .*: use one of .*hf:<...>.*llamacpp:<...>.*openai:<...> or an embedded alias"):
+    with pytest.raises(ModelError, match=r"unknown model spec .*: use one of gguf:<...>, hf:<...>, int8:<...>, llamacpp:<...>, openai:<...> or an embedded alias"):
         parse_spec(spec)
 
 

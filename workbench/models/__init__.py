@@ -46,7 +46,7 @@ def parse_spec(spec: str) -> tuple[str, str]:
     prefix, sep, target = spec.partition(":")
     if not sep or prefix not in _BACKENDS or not target:
         raise ModelError(
-            f"unknown model spec {spec!r}: use one of {', '.join(p + ':<...>' for p in _BACKENDS)} "
+            f"unknown model spec {spec!r}: use one of {', '.join(p + ':<...>' for p in sorted(_BACKENDS))} "
             f"or an embedded alias ({', '.join(embedded.ALIASES)})"
         )
     return prefix, target
