@@ -105,13 +105,17 @@ _NEGATIVE = ["terrible", "awful", "dreadful", "boring", "horrible", "disappointi
 
 @register_builder("synthetic_sentiment")
 def _synthetic(spec: dict[str, Any], data: Path) -> tuple[list[str], list[int], list[int]]:
+    """Templated sentences; with `negation`, half say "was not <adj>", which flips the label (an XOR no
+    single word decides, so a linear read-out of token identities alone cannot solve it)."""
     rng = np.random.default_rng(spec.get("seed", 0))
+    negation = bool(spec.get("negation", False))
     texts, labels = [], []
     for i in range(int(spec.get("n", 200))):
-        label = i % 2
-        adj = rng.choice(_POSITIVE if label else _NEGATIVE)
-        texts.append(f"{rng.choice(_NAMES)} thought the {rng.choice(_THINGS)} was {adj}.")
-        labels.append(label)
+        positive = bool(i % 2)
+        negated = negation and bool((i // 2) % 2)
+        adj = rng.choice(_POSITIVE if positive else _NEGATIVE)
+        texts.append(f"{rng.choice(_NAMES)} thought the {rng.choice(_THINGS)} was {'not ' if negated else ''}{adj}.")
+        labels.append(int(positive != negated))
     return texts, labels, list(range(len(texts)))
 
 
