@@ -23,3 +23,10 @@ def artifacts_root(tmp_path, monkeypatch):
     root = tmp_path / "artifacts"
     monkeypatch.setenv("WORKBENCH_ARTIFACTS", str(root))
     return root
+
+
+@pytest.fixture(scope="session")
+def gemma_hooked():
+    from workbench.interp.hooks import load_hooked
+
+    return load_hooked("gemma3-270m")

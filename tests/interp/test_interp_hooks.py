@@ -85,3 +85,17 @@ def test_backend_without_torch_weights_is_refused():
 
     with pytest.raises(ModelError, match="torch weights"):
         resolve("openai:http://localhost:1")
+
+
+@pytest.mark.slow
+def test_gemma3_parity_with_raw_hf_and_lens(gemma_hooked):
+    from workbench.interp.logit_lens import layer_logits
+
+    d = _max_dlogit(gemma_hooked, _raw_hf(gemma_hooked.ref.checkpoint))
+    print(f"Gemma 3 270M max |dlogit| hooked vs raw HF: {d:.3g}")
+    assert d < LOGIT_ATOL
+    ids = gemma_hooked.tokenize(PROMPTS[1])
+    assert ids[0, 0].item() == gemma_hooked.tokenizer.bos_token_id  # Gemma's tokenizer adds <bos> itself
+    with torch.no_grad():
+        ref = gemma_hooked.logits(ids)[0, -1]
+    torch.testing.assert_close(layer_logits(gemma_hooked, ids, [ids.shape[-1] - 1])[-1, 0], ref, rtol=0, atol=1e-3)
