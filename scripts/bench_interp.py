@@ -50,8 +50,10 @@ def main() -> None:
     from workbench.interp import patching as P
     from workbench.interp.hooks import load_hooked
 
-    out: dict[str, Any] = {"model": args.model, "threads": torch.get_num_threads()}
+    import os
+
     model = load_hooked(args.model)
+    out: dict[str, Any] = {"model": args.model, "threads": torch.get_num_threads(), "loadavg_start": os.getloadavg()[0]}
     raw = AutoModelForCausalLM.from_pretrained(str(model.ref.checkpoint), dtype=torch.float32).eval()
     ids = model.tokenize(LONG)
     out["forward_tokens"] = ids.shape[-1]
@@ -94,6 +96,7 @@ def main() -> None:
                            "atp_s": t_atp, "speedup": t_exact / t_atp, "pearson_r": corr,
                            "clean_metric": c, "corrupt_metric": k}
 
+    out["loadavg_end"] = os.getloadavg()[0]
     print(json.dumps(out, indent=2))
     if args.json:
         with open(args.json, "w") as fh:

@@ -39,7 +39,7 @@ def test_sample_prompt_flows_into_artifact_link(tiny_model_dir, stored_run, tmp_
     manifest = json.loads(out)
     assert manifest["prompts"] == ["Which organ pumps blood? The"]
     assert manifest["source"] == {"run_id": "run-1", "task": "toy", "doc_id": "0", "target_text": " heart",
-                                  "store": str(stored_run), "correct": False}
+                                  "store": str(stored_run), "correct": False, "predicted_text": None}
     rc, out, _ = _run(capsys, "artifacts", "list", "--artifacts", arts)
     assert aid in out and "run-1/toy/0" in out
     rc, out, _ = _run(capsys, "artifacts", "show", aid, "--artifacts", arts)

@@ -31,7 +31,8 @@ def _prompt(args: argparse.Namespace, required: bool = True) -> tuple[str | None
         from workbench.interp.sources import from_run
 
         s = from_run(args.run, args.sample, task=args.task, store=args.store)
-        return s.prompt, s.target_text, s.link()
+        args.sample_predicted = s.predicted_text
+        return s.prompt, s.target_text or None, s.link()
     if required and not args.prompt:
         raise WorkbenchError("a prompt is needed: --prompt TEXT or --run RUN_ID --sample DOC_ID")
     return args.prompt, None, None
@@ -70,8 +71,12 @@ def cmd_patch(args: argparse.Namespace) -> int:
     answer = args.answer if args.answer is not None else gold
     if answer is None:
         raise WorkbenchError("--answer is required (the token the clean prompt should predict)")
+    wrong = args.wrong
+    predicted = getattr(args, "sample_predicted", None)
+    if wrong is None and predicted is not None and predicted != answer:
+        wrong = predicted  # a missed item: gold vs what the model chose
     model = _load(args)
-    return _save(patch(model, prompt, args.corrupt, answer=answer, wrong=args.wrong, metric=args.metric,
+    return _save(patch(model, prompt, args.corrupt, answer=answer, wrong=wrong, metric=args.metric,
                        families=args.sites, batch_size=args.batch_size, atp=not args.no_atp, source=source), args)
 
 

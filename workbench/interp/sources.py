@@ -19,6 +19,7 @@ class SampleSource:
     target_text: str
     store: str
     correct: bool | None = None
+    predicted_text: str | None = None    # the choice the model picked (multiple-choice tasks)
 
     def link(self) -> dict[str, Any]:
         d = asdict(self)
@@ -44,5 +45,11 @@ def from_run(run_id: str, doc_id: str, task: str | None = None, store: str | os.
                           f"({', '.join(sorted(rows['task']))}); pick one with --task")
     row = rows.iloc[0]
     correct = bool(row["acc"]) if "acc" in row and row["acc"] == row["acc"] else None
+    predicted = None
+    choices, pred = row.get("choices"), row.get("prediction")
+    if choices is not None and pred is not None and str(pred).isdigit() and int(pred) < len(choices):
+        predicted = str(choices[int(pred)])
+    target = row.get("target_text")
     return SampleSource(run_id=run_id, task=str(row["task"]), doc_id=str(row["doc_id"]), prompt=str(row["prompt"]),
-                        target_text=str(row.get("target_text", "")), store=str(rs.root), correct=correct)
+                        target_text="" if target is None or target != target else str(target), store=str(rs.root),
+                        correct=correct, predicted_text=predicted)
