@@ -18,6 +18,8 @@ from workbench.interp.artifacts import Meta, make_meta, register_kind
 from workbench.interp.errors import InterpError
 from workbench.interp.hooks import HookedModel
 
+CONVERGED = 0.05   # relative completeness delta above which the summary warns
+
 OBJECTIVES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "logprob": lambda last: torch.log_softmax(last.float(), dim=-1),
     "logit": lambda last: last.float(),
@@ -45,7 +47,8 @@ class AttributionResult:
             f"target {self.target!r} ({self.objective}): f(x) = {self.f_input:.4f}, f(baseline) = {self.f_baseline:.4f}",
             f"completeness delta {self.delta:+.5f} ({100 * self.relative_delta:.2f}% of f(x) - f(baseline))",
             "largest IG attributions: " + ", ".join(f"{toks[i]!r} {self.ig[i]:+.3f}" for i in order),
-        ])
+        ] + ([f"WARNING: IG has not converged (delta > {CONVERGED:.0%}); raise --n-steps"]
+             if self.relative_delta > CONVERGED else []))
 
 
 def _baseline_token(model: HookedModel, token: str | None) -> int:
