@@ -203,7 +203,8 @@ def register(subparsers: Any) -> None:
                        description="Per-layer cosine similarity and relative error of residual streams between "
                                    "a model and a variant (a named transform or another spec) on the same prompts.")
     d.add_argument("--model", required=True, help="reference model spec")
-    d.add_argument("--variant", help="named variant of the reference: int8-dynamic, bf16-weights")
+    d.add_argument("--variant", help="named variant of the reference: int8-dynamic, int8-dynamic-per-channel, "
+                                     "bf16-weights")
     d.add_argument("--other", help="another model spec with the same tokenizer")
     d.add_argument("--prompt", action="append", help="a prompt (repeatable; default: a small built-in set)")
     d.add_argument("--run", help="also use this run's sample ...")

@@ -19,14 +19,15 @@ from workbench.interp.errors import InterpError
 from workbench.interp.hooks import HookedModel, resid_name
 
 
-def _int8_dynamic(hf: Any) -> Any:
+def _int8_dynamic(hf: Any, per_channel: bool = False) -> Any:
     """torch dynamic int8 quantization of every Linear except the (tied) unembedding."""
     import warnings
 
-    from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
+    from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig, quantize_dynamic
 
+    qconfig = per_channel_dynamic_qconfig if per_channel else default_dynamic_qconfig
     # The bridge reads the unembedding weight as a tensor; a quantized lm_head has none.
-    spec = {n: default_dynamic_qconfig for n, m in hf.named_modules()
+    spec = {n: qconfig for n, m in hf.named_modules()
             if isinstance(m, torch.nn.Linear) and m is not hf.get_output_embeddings()}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -42,7 +43,11 @@ def _bf16_roundtrip(hf: Any) -> Any:
     return q.eval()
 
 
-VARIANTS: dict[str, Callable[[Any], Any]] = {"int8-dynamic": _int8_dynamic, "bf16-weights": _bf16_roundtrip}
+VARIANTS: dict[str, Callable[[Any], Any]] = {
+    "int8-dynamic": _int8_dynamic,                                           # per-tensor weight scales
+    "int8-dynamic-per-channel": lambda hf: _int8_dynamic(hf, per_channel=True),
+    "bf16-weights": _bf16_roundtrip,
+}
 
 DEFAULT_PROMPTS = (
     "The capital of France is",
