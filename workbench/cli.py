@@ -15,7 +15,12 @@ from workbench.errors import WorkbenchError  # noqa: E402
 
 # Further subcommands live in their own modules, each with `register(subparsers)`; adding a command
 # is one module plus one line here.
-COMMAND_MODULES: list[str] = ["workbench.commands.compare", "workbench.commands.gate"]
+COMMAND_MODULES: list[str] = [
+    "workbench.commands.compare",
+    "workbench.commands.gate",
+    "workbench.commands.interp",
+    "workbench.commands.artifacts",
+]
 
 
 def _csv(value: str) -> list[str]:

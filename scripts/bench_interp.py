@@ -1,0 +1,107 @@
+"""Timings for the interpretability hook layer and patching, in one run on one machine.
+
+    PYTHONPATH=. WORKBENCH_THREADS=1 python scripts/bench_interp.py [--model smollm2-135m] [--reps 5] [--json OUT]
+
+1. forward: raw HF forward vs the bridge's plain forward vs run_with_cache (a few names; the full
+   cache; an early-layer name with the stop-at-layer shortcut), median of --reps after a warm-up;
+2. exact patching of the residual stream (layer x position) batched (--batch-size cells per forward)
+   vs a naive loop of one forward per cell; both grids must agree;
+3. attribution patching (all four site families, one forward + backward) vs exact patching of the
+   same cells, with the AtP-vs-exact correlation per family.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from typing import Any, Callable
+
+import workbench  # noqa: F401  (environment first)
+
+CLEAN = "When Mary and John went to the store, John gave a drink to"
+CORRUPT = "When Mary and John went to the store, Mary gave a drink to"
+LONG = ("The quick brown fox jumps over the lazy dog. Which organ pumps blood? The heart, the lung, the kidney "
+        "and the liver are organs. What do plants need to make food? Sunlight, water and air.")
+
+
+def timed(fn: Callable[[], Any], reps: int) -> float:
+    fn()
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--json", help="also write the results here")
+    args = ap.parse_args()
+
+    import numpy as np
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from workbench.interp import patching as P
+    from workbench.interp.hooks import load_hooked
+
+    import os
+
+    model = load_hooked(args.model)
+    out: dict[str, Any] = {"model": args.model, "threads": torch.get_num_threads(), "loadavg_start": os.getloadavg()[0]}
+    raw = AutoModelForCausalLM.from_pretrained(str(model.ref.checkpoint), dtype=torch.float32).eval()
+    ids = model.tokenize(LONG)
+    out["forward_tokens"] = ids.shape[-1]
+    few = [f"blocks.{l}.hook_resid_post" for l in (5, 15, 25)]
+    with torch.no_grad():
+        out["max_abs_dlogit_vs_raw_hf"] = float((model.logits(ids) - raw(ids).logits).abs().max())
+        out["forward_s"] = {
+            "raw_hf": timed(lambda: raw(ids), args.reps),
+            "bridge_plain": timed(lambda: model.logits(ids), args.reps),
+            "cache_3_resid_names": timed(lambda: model.run_with_cache(ids, few), args.reps),
+            "cache_full": timed(lambda: model.bridge.run_with_cache(ids, return_cache_object=False), args.reps),
+            "cache_layer2_stop_early": timed(lambda: model.run_with_cache(ids, ["blocks.2.hook_resid_post"],
+                                                                          need_logits=False), args.reps),
+        }
+
+    m = P.make_metric(model, "logit_diff", " Mary", " John")
+    clean, corrupt = model.tokenize(CLEAN), model.tokenize(CORRUPT)
+    fam = P.FAMILIES["resid_pre"]
+    t = time.perf_counter()
+    batched = P.exact_patch(model, clean, corrupt, m, fam, batch_size=args.batch_size)
+    t_batched = time.perf_counter() - t
+    t = time.perf_counter()
+    naive = P.exact_patch(model, clean, corrupt, m, fam, batch_size=1)
+    t_naive = time.perf_counter() - t
+    out["patching_resid_pre"] = {"cells": int(batched.size), "batched_s": t_batched, "naive_per_cell_s": t_naive,
+                                 "speedup": t_naive / t_batched, "batch_size": args.batch_size,
+                                 "max_abs_diff_batched_vs_naive": float(np.abs(batched - naive).max())}
+
+    fams = list(P.FAMILIES.values())
+    t = time.perf_counter()
+    exact = {f.name: P.exact_patch(model, clean, corrupt, m, f, batch_size=args.batch_size) for f in fams}
+    t_exact = time.perf_counter() - t
+    t = time.perf_counter()
+    atp = P.attribution_patch(model, clean, corrupt, m, fams)
+    t_atp = time.perf_counter() - t
+    with torch.no_grad():
+        c, k = float(m(model.logits(clean))[0]), float(m(model.logits(corrupt))[0])
+    corr = {f: P._pearson(exact[f], atp[f]) for f in exact}
+    out["atp_vs_exact"] = {"cells": int(sum(v.size for v in exact.values())), "exact_batched_s": t_exact,
+                           "atp_s": t_atp, "speedup": t_exact / t_atp, "pearson_r": corr,
+                           "clean_metric": c, "corrupt_metric": k}
+
+    out["loadavg_end"] = os.getloadavg()[0]
+    print(json.dumps(out, indent=2))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(out, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()

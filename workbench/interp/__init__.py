@@ -1,0 +1,6 @@
+"""Interpretability toolkit: one hook layer over TransformerLens' bridge, tools that each save an artifact.
+
+`hooks` loads a model spec into a `HookedModel`; each tool module (`attention`, `patching`, `probe`,
+`attribute`, `logit_lens`, `drift`) is a function returning a typed result that `artifacts` stores.
+"""
+from __future__ import annotations

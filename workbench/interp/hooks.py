@@ -1,0 +1,242 @@
+"""The hook layer: a model spec loaded into TransformerLens 4's `TransformerBridge`, addressed by TL names.
+
+Activations are named as in TransformerLens (`blocks.{l}.hook_resid_pre`, `blocks.{l}.attn.hook_pattern`,
+`blocks.{l}.hook_mlp_out`, `blocks.{l}.attn.hook_z`, ...). The bridge runs the HF modules themselves,
+so hooked logits equal raw HF logits. Prompts are tokenised by the HF tokenizer (never `to_tokens`,
+which would prepend a BOS the HF tokenizer does not add for SmolLM2).
+"""
+from __future__ import annotations
+
+import difflib
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import torch
+
+from workbench.errors import ModelError
+from workbench.interp.errors import PromptTooLongError, TokenError, UnknownHookError
+
+Hook = tuple[str, Callable[..., Any]]
+_BLOCK = re.compile(r"^blocks\.(\d+)\.")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Where a spec's torch weights live, and the sha256 that identifies them."""
+
+    spec: str
+    checkpoint: Path
+    sha256: str
+
+
+# ---- spec -> checkpoint (a registry: one resolver per backend prefix that has torch weights) ----
+_RESOLVERS: dict[str, Callable[[str, str], ModelRef]] = {}
+
+
+def register_resolver(backend: str):
+    """Register `resolve(target, spec) -> ModelRef` for specs of one backend."""
+
+    def deco(fn: Callable[[str, str], ModelRef]) -> Callable[[str, str], ModelRef]:
+        _RESOLVERS[backend] = fn
+        return fn
+
+    return deco
+
+
+@register_resolver("gguf")
+def _resolve_gguf(target: str, spec: str) -> ModelRef:
+    from workbench.models.gguf import converted_checkpoint, resolve_gguf
+
+    ckpt, sha = converted_checkpoint(resolve_gguf(target))
+    return ModelRef(spec, ckpt, sha)
+
+
+@register_resolver("hf")
+def _resolve_hf(target: str, spec: str) -> ModelRef:
+    from workbench.models.hf import weights_sha256
+
+    path = Path(target).expanduser().resolve()
+    if not (path / "config.json").is_file():
+        raise ModelError(f"{path} is not a transformers checkpoint (no config.json)")
+    return ModelRef(spec, path, weights_sha256(path))
+
+
+def resolve(spec: str) -> ModelRef:
+    """The torch checkpoint behind a spec; ModelError for backends without torch weights."""
+    from workbench.models import parse_spec
+
+    backend, target = parse_spec(spec)
+    if backend not in _RESOLVERS:
+        raise ModelError(f"interpretability tools need torch weights; {spec!r} uses the {backend!r} backend "
+                         f"(use one of: {', '.join(p + ':' for p in _RESOLVERS)} or an embedded alias)")
+    return _RESOLVERS[backend](target, spec)
+
+
+# ---- the hooked model ------------------------------------------------------------------------
+class HookedModel:
+    """A bridge over one HF causal LM, with its tokenizer and identity (spec, sha256)."""
+
+    def __init__(self, hf_model: Any, tokenizer: Any, ref: ModelRef) -> None:
+        from transformer_lens.model_bridge import TransformerBridge
+
+        self.hf = hf_model.eval()
+        self.tokenizer = tokenizer
+        self.ref = ref
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.bridge = TransformerBridge.boot_transformers(
+                str(ref.checkpoint), hf_model=self.hf, tokenizer=tokenizer, device="cpu")
+        self._names = sorted(self.bridge.hook_dict)
+
+    # identity and shape
+    @property
+    def spec(self) -> str:
+        return self.ref.spec
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.bridge.cfg.n_layers)
+
+    @property
+    def n_heads(self) -> int:
+        return int(self.bridge.cfg.n_heads)
+
+    @property
+    def d_model(self) -> int:
+        return int(self.bridge.cfg.d_model)
+
+    @property
+    def n_ctx(self) -> int:
+        """Longest prompt the model takes (the HF config's max_position_embeddings)."""
+        return int(getattr(self.hf.config, "max_position_embeddings", None) or self.bridge.cfg.n_ctx)
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.hf.get_output_embeddings().weight.shape[0])
+
+    # names
+    def hook_names(self) -> list[str]:
+        return list(self._names)
+
+    def check_names(self, names: Iterable[str]) -> list[str]:
+        """The names, or UnknownHookError naming the first unknown one and its closest matches."""
+        names = list(names)
+        known = set(self._names)
+        for name in names:
+            if name not in known:
+                close = difflib.get_close_matches(name, self._names, n=5, cutoff=0.6)
+                hint = f"; did you mean {', '.join(close)}?" if close else ""
+                raise UnknownHookError(
+                    f"unknown hook name {name!r} for {self.spec} ({self.n_layers} layers, "
+                    f"{len(self._names)} hook points, e.g. blocks.0.hook_resid_pre){hint}")
+        return names
+
+    # tokens
+    def tokenize(self, prompt: str | Sequence[str]) -> torch.Tensor:
+        """Token ids [batch, pos] from the HF tokenizer; PromptTooLongError past the context."""
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        rows = [self.tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
+        for p, ids in zip(prompts, rows):
+            if not ids:
+                raise TokenError(f"prompt {p[:40]!r} tokenises to nothing")
+            self.check_length(len(ids))
+        if len({len(r) for r in rows}) != 1:
+            raise TokenError(f"prompts tokenise to different lengths {[len(r) for r in rows]}; "
+                             "this tool needs prompts of equal token length")
+        return torch.tensor(rows, dtype=torch.long)
+
+    def check_length(self, n_tokens: int) -> None:
+        if n_tokens > self.n_ctx:
+            raise PromptTooLongError(f"prompt has {n_tokens} tokens but {self.spec} takes at most {self.n_ctx}")
+
+    def token_strings(self, ids: torch.Tensor | Sequence[int]) -> list[str]:
+        ids = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
+        return [self.tokenizer.decode([int(i)]) for i in ids]
+
+    def single_token(self, text: str) -> int:
+        """The id of `text` as exactly one vocabulary token; TokenError otherwise."""
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) != 1:
+            pieces = self.token_strings(ids)
+            raise TokenError(f"target {text!r} is not a single token in the vocabulary of {self.spec}: "
+                             f"it tokenises to {len(ids)} tokens {pieces}")
+        return int(ids[0])
+
+    # running
+    def run_with_cache(self, tokens: torch.Tensor, names: Sequence[str], *,
+                       need_logits: bool = True) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
+        """(logits or None, {name: activation}) caching only `names`.
+
+        Without `need_logits` the forward stops after the last block any name lives in (the
+        bridge's `stop_at_layer`), so early-layer caches skip the rest of the model.
+        """
+        names = self.check_names(names)
+        self.check_length(tokens.shape[-1])
+        stop = None
+        if not need_logits:
+            layers = [_layer_of(n) for n in names]
+            if layers and all(l is not None for l in layers) and max(layers) + 1 < self.n_layers:
+                stop = max(layers) + 1
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out, cache = self.bridge.run_with_cache(tokens, names_filter=list(names), stop_at_layer=stop,
+                                                    return_cache_object=False)
+        # The bridge also returns alias spellings of the same tensors: keep the names asked for.
+        acts = {n: cache[n] for n in names}
+        return (out if stop is None else None), acts
+
+    def run_with_hooks(self, tokens: torch.Tensor, hooks: Sequence[Hook]) -> torch.Tensor:
+        """Logits [batch, pos, vocab] of a forward with `hooks` (TL hook functions `f(tensor, hook)`)."""
+        self.check_names([n for n, _ in hooks])
+        self.check_length(tokens.shape[-1])
+        return self.bridge.run_with_hooks(tokens, fwd_hooks=list(hooks))
+
+    def logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        self.check_length(tokens.shape[-1])
+        return self.bridge(tokens)
+
+    def final_norm(self) -> torch.nn.Module:
+        """The model's own final norm module (the HF module the bridge wraps)."""
+        return self.hf.get_decoder().norm
+
+    def unembed(self, resid: torch.Tensor) -> torch.Tensor:
+        """Logits from a residual stream: the final norm then the unembedding, as the model applies them."""
+        logits = self.hf.get_output_embeddings()(self.final_norm()(resid))
+        cap = getattr(self.hf.config, "final_logit_softcapping", None)
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        return logits
+
+
+def _layer_of(name: str) -> int | None:
+    m = _BLOCK.match(name)
+    return int(m.group(1)) if m else None
+
+
+def resid_name(layer: int, where: str = "pre") -> str:
+    return f"blocks.{layer}.hook_resid_{where}"
+
+
+def load_hooked(spec: str, *, dtype: str = "float32", transform: Callable[[Any], Any] | None = None) -> HookedModel:
+    """Load a model spec for interpretability (eager attention, so hooks see patterns).
+
+    `transform` maps the loaded HF model to a variant (e.g. a quantized copy) before the bridge wraps it.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from workbench.models.hf import _dtype, set_threads
+
+    ref = resolve(spec)
+    set_threads()
+    try:
+        tok = AutoTokenizer.from_pretrained(str(ref.checkpoint))
+        hf = AutoModelForCausalLM.from_pretrained(str(ref.checkpoint), dtype=_dtype(dtype),
+                                                  attn_implementation="eager").eval()
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load checkpoint {ref.checkpoint}: {str(exc).splitlines()[0]}") from None
+    if transform is not None:
+        hf = transform(hf)
+    return HookedModel(hf, tok, ref)

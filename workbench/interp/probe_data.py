@@ -1,0 +1,134 @@
+"""Labelled probe datasets, declared in `probes/<name>.yaml` and built from the benchmark mirror.
+
+A declaration names a `builder` (registry below) and its parameters; builders read files relative to
+the mirror (`--data-dir`, else $WORKBENCH_DATA_DIR, else ../shared/benchmark-data) and return texts
+with binary labels and a group id (items in one group stay on one side of the train/test split).
+"""
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from workbench import settings
+from workbench.errors import DataError
+from workbench.interp.errors import InterpError
+
+
+@dataclass
+class ProbeDataset:
+    name: str
+    texts: list[str]
+    labels: np.ndarray          # [n] 0/1
+    groups: np.ndarray          # [n] group id for splitting
+    spec: dict[str, Any] = field(default_factory=dict)
+
+
+Builder = Callable[[dict[str, Any], Path], tuple[list[str], list[int], list[int]]]
+BUILDERS: dict[str, Builder] = {}
+
+
+def register_builder(name: str):
+    def deco(fn: Builder) -> Builder:
+        BUILDERS[name] = fn
+        return fn
+
+    return deco
+
+
+def probes_dir() -> Path:
+    """Probe declarations: WORKBENCH_PROBES, else the repo's probes/."""
+    return Path(os.environ.get("WORKBENCH_PROBES") or settings.REPO_ROOT / "probes").resolve()
+
+
+def available() -> dict[str, dict[str, Any]]:
+    import yaml
+
+    return {p.stem: yaml.safe_load(p.read_text()) for p in sorted(probes_dir().glob("*.yaml"))}
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        raise DataError(f"probe data file not found: {path}")
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _sample(n: int, limit: int | None, rng: np.random.Generator) -> np.ndarray:
+    idx = np.arange(n)
+    if limit is not None and limit < n:
+        idx = np.sort(rng.choice(n, size=limit, replace=False))
+    return idx
+
+
+@register_builder("truthfulqa_statements")
+def _truthfulqa(spec: dict[str, Any], data: Path) -> tuple[list[str], list[int], list[int]]:
+    rows = [r for r in _rows(data / spec["file"]) if r.get("Best Answer") and r.get("Incorrect Answers")]
+    rng = np.random.default_rng(spec.get("seed", 0))
+    template = spec.get("template", "Q: {question}\nA: {answer}")
+    texts, labels, groups = [], [], []
+    for g, i in enumerate(_sample(len(rows), spec.get("limit"), rng)):
+        r = rows[i]
+        wrong = r["Incorrect Answers"].split(";")[0].strip()
+        for answer, label in ((r["Best Answer"].strip(), 1), (wrong, 0)):
+            texts.append(template.format(question=r["Question"].strip(), answer=answer))
+            labels.append(label)
+            groups.append(g)
+    return texts, labels, groups
+
+
+@register_builder("two_files")
+def _two_files(spec: dict[str, Any], data: Path) -> tuple[list[str], list[int], list[int]]:
+    rng = np.random.default_rng(spec.get("seed", 0))
+    texts, labels = [], []
+    for key, label in (("positive", 1), ("negative", 0)):
+        side = spec[key]
+        rows = _rows(data / side["file"])
+        rows = [r for r in rows if all(r.get(k) == v for k, v in (side.get("where") or {}).items())]
+        if not rows or side["column"] not in rows[0]:
+            raise DataError(f"probe {spec.get('name')}: no column {side['column']!r} rows in {side['file']}")
+        for i in _sample(len(rows), spec.get("limit"), rng):
+            texts.append(rows[i][side["column"]].strip())
+            labels.append(label)
+    return texts, labels, list(range(len(texts)))
+
+
+_NAMES = ["Anna", "Ben", "Carla", "David", "Emma", "Farid", "Grace", "Hugo", "Ines", "Jonas"]
+_THINGS = ["movie", "meal", "book", "concert", "hotel", "game", "lecture", "trip", "song", "play"]
+_POSITIVE = ["wonderful", "excellent", "delightful", "great", "fantastic", "lovely", "superb", "pleasant"]
+_NEGATIVE = ["terrible", "awful", "dreadful", "boring", "horrible", "disappointing", "poor", "unpleasant"]
+
+
+@register_builder("synthetic_sentiment")
+def _synthetic(spec: dict[str, Any], data: Path) -> tuple[list[str], list[int], list[int]]:
+    """Templated sentences; with `negation`, half say "was not <adj>", which flips the label (an XOR no
+    single word decides, so a linear read-out of token identities alone cannot solve it)."""
+    rng = np.random.default_rng(spec.get("seed", 0))
+    negation = bool(spec.get("negation", False))
+    texts, labels = [], []
+    for i in range(int(spec.get("n", 200))):
+        positive = bool(i % 2)
+        negated = negation and bool((i // 2) % 2)
+        adj = rng.choice(_POSITIVE if positive else _NEGATIVE)
+        texts.append(f"{rng.choice(_NAMES)} thought the {rng.choice(_THINGS)} was {'not ' if negated else ''}{adj}.")
+        labels.append(int(positive != negated))
+    return texts, labels, list(range(len(texts)))
+
+
+def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> ProbeDataset:
+    """Build the dataset declared in probes/<name>.yaml."""
+    decls = available()
+    if name not in decls:
+        raise InterpError(f"unknown probe dataset {name!r}: declared in {probes_dir()}: {', '.join(decls) or 'none'}")
+    spec = decls[name]
+    builder = BUILDERS.get(spec.get("builder"))
+    if builder is None:
+        raise InterpError(f"probe {name}: unknown builder {spec.get('builder')!r} (known: {', '.join(BUILDERS)})")
+    texts, labels, groups = builder(spec, settings.data_dir(data_dir))
+    if len(set(labels)) != 2:
+        raise DataError(f"probe {name} needs both labels; got {sorted(set(labels))}")
+    return ProbeDataset(name, texts, np.asarray(labels, dtype=np.int64), np.asarray(groups, dtype=np.int64), spec)

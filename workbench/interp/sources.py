@@ -1,0 +1,55 @@
+"""Prompts taken from stored eval samples, so a failing benchmark item can be opened up directly."""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from workbench.interp.errors import InterpError
+
+
+@dataclass(frozen=True)
+class SampleSource:
+    """An eval sample's prompt and gold continuation, and the link recorded in the artifact manifest."""
+
+    run_id: str
+    task: str
+    doc_id: str
+    prompt: str
+    target_text: str
+    store: str
+    correct: bool | None = None
+    predicted_text: str | None = None    # the choice the model picked (multiple-choice tasks)
+
+    def link(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("prompt")
+        return d
+
+
+def from_run(run_id: str, doc_id: str, task: str | None = None, store: str | os.PathLike | None = None) -> SampleSource:
+    """The sample `doc_id` (of `task`, needed when several tasks share the id) of a stored run."""
+    from workbench.store import RunStore
+
+    rs = RunStore(store)
+    df = rs.load(run_id).samples
+    rows = df[df["doc_id"].astype(str) == str(doc_id)]
+    if task is not None:
+        rows = rows[rows["task"] == task]
+    if rows.empty:
+        where = f" in task {task}" if task else ""
+        raise InterpError(f"run {run_id} has no sample with doc_id {doc_id!r}{where} "
+                          f"(tasks: {', '.join(sorted(df['task'].unique())[:8])})")
+    if len(rows) > 1:
+        raise InterpError(f"doc_id {doc_id!r} occurs in several tasks of run {run_id} "
+                          f"({', '.join(sorted(rows['task']))}); pick one with --task")
+    row = rows.iloc[0]
+    correct = bool(row["acc"]) if "acc" in row and row["acc"] == row["acc"] else None
+    predicted = None
+    choices, pred = row.get("choices"), row.get("prediction")
+    if choices is not None and pred is not None and str(pred).isdigit() and int(pred) < len(choices):
+        predicted = str(choices[int(pred)])
+    target = row.get("target_text")
+    return SampleSource(run_id=run_id, task=str(row["task"]), doc_id=str(row["doc_id"]), prompt=str(row["prompt"]),
+                        target_text="" if target is None or target != target else str(target), store=str(rs.root),
+                        correct=correct, predicted_text=predicted)
