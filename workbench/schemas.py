@@ -84,3 +84,22 @@ def truthfulqa_mc_json(row: Row, subset: str | None) -> Row:
         "mc1_targets": mc1,
         "mc2_targets": _targets(row.get("mc2_targets"), "mc2_targets"),
     }
+
+
+@schema("humaneval_jsonl")
+def humaneval_jsonl(row: Row, subset: str | None) -> Row:
+    """openai/human-eval JSONL -> openai/openai_humaneval (same fields, checked)."""
+    out = {k: _text(row, k) for k in ("task_id", "prompt", "test", "entry_point")}
+    out["canonical_solution"] = str(row.get("canonical_solution") or "")
+    if "def check(" not in out["test"]:
+        raise ValueError("'test' must define check(candidate)")
+    return out
+
+
+@schema("gsm8k_jsonl")
+def gsm8k_jsonl(row: Row, subset: str | None) -> Row:
+    """openai/grade-school-math JSONL -> openai/gsm8k `main` (question, answer ending in '#### N')."""
+    answer = _text(row, "answer")
+    if "####" not in answer:
+        raise ValueError("'answer' has no '#### <number>' final-answer line")
+    return {"question": _text(row, "question"), "answer": answer}
