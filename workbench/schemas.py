@@ -103,3 +103,31 @@ def gsm8k_jsonl(row: Row, subset: str | None) -> Row:
     if "####" not in answer:
         raise ValueError("'answer' has no '#### <number>' final-answer line")
     return {"question": _text(row, "question"), "answer": answer}
+
+
+@schema("advbench_csv")
+def advbench_csv(row: Row, subset: str | None) -> Row:
+    """AdvBench harmful_behaviors.csv (goal, target) -> {prompt, target}."""
+    return {"prompt": _text(row, "goal"), "target": str(row.get("target") or "")}
+
+
+@schema("harmbench_csv")
+def harmbench_csv(row: Row, subset: str | None) -> Row:
+    """HarmBench behaviours CSV -> {prompt, behavior_id, functional_category, semantic_category}."""
+    behavior, context = _text(row, "Behavior"), str(row.get("ContextString") or "").strip()
+    return {
+        "prompt": f"{context}\n\n---\n\n{behavior}" if context else behavior,
+        "behavior_id": _text(row, "BehaviorID"),
+        "functional_category": _text(row, "FunctionalCategory"),
+        "semantic_category": _text(row, "SemanticCategory"),
+    }
+
+
+@schema("xstest_csv")
+def xstest_csv(row: Row, subset: str | None) -> Row:
+    """XSTest prompts CSV (id, prompt, type, label, focus, note); label must be safe or unsafe."""
+    label = str(row.get("label", "")).strip()
+    if label not in ("safe", "unsafe"):
+        raise ValueError(f"label must be 'safe' or 'unsafe', got {label!r}")
+    return {"id": str(row.get("id", "")), "prompt": _text(row, "prompt"), "type": _text(row, "type"), "label": label,
+            "focus": str(row.get("focus") or ""), "note": str(row.get("note") or "")}
