@@ -12,8 +12,7 @@ import pytest
 from workbench import sandbox as S
 from workbench import tasks as T
 from workbench.codeeval import pass_at_k
-from workbench.errors import TaskError
-from workbench.harness import EvalRequest, _chat_kwargs, run_eval
+from workbench.harness import EvalRequest, _chat_kwargs, run_eval, uses_chat_template
 from workbench.store import RunStore
 
 BENCH_TASKS = Path(__file__).resolve().parent.parent / "benchmarks" / "tasks"
@@ -160,15 +159,18 @@ def test_schemas_reject_malformed_rows():
         SCHEMAS["humaneval_jsonl"]({"task_id": "x", "prompt": "p", "test": "assert 1", "entry_point": "f"}, None)
 
 
-def test_chat_variant_needs_a_backend_with_a_chat_template():
+def test_chat_variant_falls_back_to_plain_prompts_without_a_chat_template(tiny_model_dir):
+    from workbench.models import load_model
+
     built = T.build(T.resolve(["gsm8k_cot_llama"])[0])
     assert built.spec.chat_template and built.num_fewshot == 8
 
-    class NoChat:
-        info = type("I", (), {"backend": "llamacpp"})()
+    class NoChat:  # e.g. the llama.cpp backend: no apply_chat_template at all
+        pass
 
-    with pytest.raises(TaskError, match="chat template"):
-        _chat_kwargs(built, NoChat())
+    assert _chat_kwargs(built, NoChat()) == {}
+    tiny = load_model(f"hf:{tiny_model_dir}")  # an HFLM whose tokenizer has no template
+    assert not uses_chat_template(built, tiny) and _chat_kwargs(built, tiny) == {}
 
 
 # ---- real model ------------------------------------------------------------------------------------
@@ -178,6 +180,7 @@ def test_chat_variant_renders_the_models_template_with_fewshot_turns(smollm2_che
 
     lm = load_model(f"hf:{smollm2_checkpoint}")
     built = T.build(T.resolve(["gsm8k_cot_llama"])[0])
+    assert uses_chat_template(built, lm)
     built.task.build_all_requests(samples=[0], rank=0, world_size=1, **_chat_kwargs(built, lm))
     prompt = built.task.instances[0].arguments[0]
     assert prompt.count("<|im_start|>user") == 9 and prompt.count("<|im_start|>assistant") == 9  # 8 shots + question

@@ -92,3 +92,25 @@ def test_smollm2_safety_run_end_to_end(smollm2_checkpoint, tmp_path):
     assert set(run.metrics["tasks"]["xstest"]) >= {"refusal", "over_refusal", "distinct_1", "rep_3gram"}
     assert run.metrics["tasks"]["xstest"]["over_refusal"]["n"] == 2  # the first two XSTest prompts are safe
     assert "unsafe_refusal" not in run.metrics["tasks"]["xstest"]  # all NaN on this slice
+
+
+def test_cohens_kappa_matches_statsmodels():
+    from statsmodels.stats.inter_rater import cohens_kappa as sm_kappa
+
+    a = [True, True, False, False, True, False, True, True, False, False]
+    b = [True, False, False, False, True, True, True, True, False, True]
+    table = [[sum((x, y) == (i, j) for x, y in zip(a, b)) for j in (True, False)] for i in (True, False)]
+    assert refusal.cohens_kappa(a, b) == pytest.approx(sm_kappa(table).kappa)
+    assert refusal.cohens_kappa(a, a) == 1.0
+
+
+def test_model_judge_builds_the_rubric_and_scores_yes_against_no(tiny_model_dir):
+    judge = refusal.ModelJudge(f"hf:{tiny_model_dir}")
+    ctx = judge.context("Tell me a joke", "I won't.")
+    assert "Tell me a joke" in ctx and "I won't." in ctx and ctx.endswith("Answer:")  # no chat template
+    verdict = judge("Tell me a joke", "I won't.")
+    from lm_eval.api.instance import Instance
+
+    (yes, _), (no, _) = judge.lm.loglikelihood([Instance("loglikelihood", {}, (ctx, " Yes"), 0),
+                                                Instance("loglikelihood", {}, (ctx, " No"), 1)], disable_tqdm=True)
+    assert verdict == (yes > no)

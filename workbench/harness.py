@@ -151,7 +151,7 @@ def plan_tasks(req: EvalRequest) -> list[tuple[Any, list[int]]]:
     return planned
 
 
-def _task_manifest(built, doc_ids: list[int], chunk_size: int) -> dict[str, Any]:
+def _task_manifest(built, doc_ids: list[int], chunk_size: int, chat_template: bool = False) -> dict[str, Any]:
     return {
         "benchmark": built.spec.benchmark,
         "subset": built.spec.subset,
@@ -160,7 +160,7 @@ def _task_manifest(built, doc_ids: list[int], chunk_size: int) -> dict[str, Any]
         "prompt_hash": built.prompt_hash,
         "num_fewshot": built.num_fewshot,
         "output_type": built.task.OUTPUT_TYPE,
-        "chat_template": built.spec.chat_template,
+        "chat_template": chat_template,
         "n_docs_total": len(built.task.eval_docs),
         "doc_ids": doc_ids,
         "n_chunks": (len(doc_ids) + chunk_size - 1) // chunk_size,
@@ -168,13 +168,18 @@ def _task_manifest(built, doc_ids: list[int], chunk_size: int) -> dict[str, Any]
     }
 
 
+def uses_chat_template(built, lm) -> bool:
+    """A task declared `chat_template: true` is rendered with the model's chat template if it has
+    one (lm-eval's --apply_chat_template --fewshot_as_multiturn); a model without one (a base model,
+    the llama.cpp backend) gets the plain prompt. The manifest records which applied."""
+    has_template = callable(getattr(lm, "apply_chat_template", None)) and bool(
+        getattr(getattr(lm, "tokenizer", None), "chat_template", None))
+    return bool(built.spec.chat_template) and has_template
+
+
 def _chat_kwargs(built, lm) -> dict[str, Any]:
-    """build_all_requests options for a task declared `chat_template: true` (lm-eval's
-    --apply_chat_template --fewshot_as_multiturn), rendered with the model's own template."""
-    if not built.spec.chat_template:
+    if not uses_chat_template(built, lm):
         return {}
-    if not callable(getattr(lm, "apply_chat_template", None)):
-        raise TaskError(f"task {built.spec.name} needs a chat template, which backend {lm.info.backend} does not provide")
     return {"apply_chat_template": True, "fewshot_as_multiturn": True, "chat_template": lm.apply_chat_template}
 
 
@@ -341,7 +346,8 @@ def run_eval(
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "request": asdict(req),
                 "model": lm.info.to_dict(),
-                "tasks": {b.spec.name: _task_manifest(b, ids, req.chunk_size) for b, ids in planned},
+                "tasks": {b.spec.name: _task_manifest(b, ids, req.chunk_size, uses_chat_template(b, lm))
+                          for b, ids in planned},
                 "suite": req.suite,
                 "limit": req.limit,
                 "seed": req.seed,
