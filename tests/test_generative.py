@@ -113,7 +113,7 @@ def test_process_results_scores_through_the_sandbox(monkeypatch):
                                 ("    return a + b\n", "    return a - b\n", "    while True:\n        pass\n",
                                  "This function adds numbers.\n"))
     assert u.process_results(ADD, [[good]]) == {"pass@1": 1.0, "exec_reason": "passed", "exec_reasons": ["passed"],
-                                                "exec_details": [""]}
+                                                "exec_details": [""], "exec_layers": ",".join(S.layers())}
     r = u.process_results(ADD, [[wrong, loop, prose, good, good]])
     assert r["exec_reasons"] == ["assertion", "timeout", "syntax", "passed", "passed"]
     assert r["pass@1"] == pytest.approx(0.4) and r["pass@5"] == 1.0

@@ -35,6 +35,7 @@ class SampleScore:
     passed: list[bool]
     reasons: list[str]
     details: list[str]
+    layers: tuple[str, ...] = ()
 
     def pass_at(self, k: int) -> float:
         return pass_at_k(len(self.passed), sum(self.passed), k)
@@ -48,4 +49,5 @@ def sandbox_config() -> SandboxConfig:
 def score_programs(programs: list[str], cfg: SandboxConfig | None = None, workers: int | None = None) -> SampleScore:
     workers = workers if workers is not None else int(os.environ.get("WORKBENCH_SANDBOX_WORKERS", 2))
     results: list[ExecResult] = run_programs(programs, cfg or sandbox_config(), workers=workers)
-    return SampleScore([r.passed for r in results], [r.reason for r in results], [r.detail for r in results])
+    return SampleScore([r.passed for r in results], [r.reason for r in results], [r.detail for r in results],
+                       results[0].layers if results else ())

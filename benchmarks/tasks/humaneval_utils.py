@@ -27,4 +27,5 @@ def process_results(doc: dict, results: list[Any]) -> dict[str, Any]:
     out["exec_reason"] = score.reasons[0]
     out["exec_reasons"] = score.reasons
     out["exec_details"] = score.details
+    out["exec_layers"] = ",".join(score.layers)  # the sandbox layers that applied (workbench.sandbox)
     return out
