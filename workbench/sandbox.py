@@ -259,7 +259,10 @@ def _classify(rc: int, timed_out: bool, output_full: bool, stderr: str, cfg: San
         return ExecResult("output", f"output or file size limit of {cfg.output_bytes} bytes", rc)
     signo = -rc if rc < 0 else (rc - 128 if in_ns and rc > 128 else 0)
     if signo:
-        name = signal.Signals(signo).name if signo in signal.Signals._value2member_map_ else f"signal {signo}"
+        try:
+            name = signal.Signals(signo).name
+        except ValueError:
+            name = f"signal {signo}"
         if signo == signal.SIGXCPU:
             return ExecResult("timeout", "CPU-time limit", rc, name)
         if signo == signal.SIGXFSZ:
@@ -272,6 +275,8 @@ def _classify(rc: int, timed_out: bool, output_full: bool, stderr: str, cfg: San
     reason = {child.EXIT_ASSERTION: "assertion", child.EXIT_SYNTAX: "syntax", child.EXIT_MEMORY: "memory",
               child.EXIT_RUNTIME: "runtime"}.get(rc, "runtime")
     detail = _last_line(stderr) if rc in (child.EXIT_ASSERTION, child.EXIT_RUNTIME, child.EXIT_SYNTAX) else ""
+    if reason == "runtime" and "[Errno 27]" in detail:  # EFBIG: a write past RLIMIT_FSIZE (Python ignores SIGXFSZ)
+        return ExecResult("output", detail, rc)
     if reason == "memory":
         detail = f"MemoryError (address-space limit {cfg.memory_mb} MiB)"
     return ExecResult(reason, detail or f"exit code {rc}", rc)
