@@ -151,7 +151,7 @@ def plan_tasks(req: EvalRequest) -> list[tuple[Any, list[int]]]:
     return planned
 
 
-def _task_manifest(built, doc_ids: list[int], chunk_size: int) -> dict[str, Any]:
+def _task_manifest(built, doc_ids: list[int], chunk_size: int, chat_template: bool = False) -> dict[str, Any]:
     return {
         "benchmark": built.spec.benchmark,
         "subset": built.spec.subset,
@@ -160,11 +160,27 @@ def _task_manifest(built, doc_ids: list[int], chunk_size: int) -> dict[str, Any]
         "prompt_hash": built.prompt_hash,
         "num_fewshot": built.num_fewshot,
         "output_type": built.task.OUTPUT_TYPE,
+        "chat_template": chat_template,
         "n_docs_total": len(built.task.eval_docs),
         "doc_ids": doc_ids,
         "n_chunks": (len(doc_ids) + chunk_size - 1) // chunk_size,
         "data": [asdict(f) for f in built.files],
     }
+
+
+def uses_chat_template(built, lm) -> bool:
+    """A task declared `chat_template: true` is rendered with the model's chat template if it has
+    one (lm-eval's --apply_chat_template --fewshot_as_multiturn); a model without one (a base model,
+    the llama.cpp backend) gets the plain prompt. The manifest records which applied."""
+    has_template = callable(getattr(lm, "apply_chat_template", None)) and bool(
+        getattr(getattr(lm, "tokenizer", None), "chat_template", None))
+    return bool(built.spec.chat_template) and has_template
+
+
+def _chat_kwargs(built, lm) -> dict[str, Any]:
+    if not uses_chat_template(built, lm):
+        return {}
+    return {"apply_chat_template": True, "fewshot_as_multiturn": True, "chat_template": lm.apply_chat_template}
 
 
 # ---- per-chunk evaluation -------------------------------------------------------------------------
@@ -189,8 +205,18 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
-def evaluate_chunk(lm, task, instances_by_pos: dict[int, list], positions: list[int], doc_ids: list[int]) -> list[dict]:
-    """Run one chunk of docs through the model and lm-eval's filters and metrics; one row per doc."""
+def _token_counter(lm) -> Callable[[str], int] | None:
+    """The backend's own tokeniser (HFLM's tok_encode, llama.cpp's), to count generated tokens."""
+    encode = getattr(lm, "tok_encode", None) or getattr(lm, "_enc", None)
+    return (lambda text: len(encode(text))) if encode else None
+
+
+def evaluate_chunk(lm, task, instances_by_pos: dict[int, list], positions: list[int], doc_ids: list[int],
+                   gen_stats: dict[str, float] | None = None) -> list[dict]:
+    """Run one chunk of docs through the model and lm-eval's filters and metrics; one row per doc.
+
+    `gen_stats`, if given, accumulates generation wall time, generated tokens and generations.
+    """
     insts = [inst for p in positions for inst in instances_by_pos[p]]
     by_type: dict[str, list] = {}
     for inst in insts:
@@ -198,7 +224,14 @@ def evaluate_chunk(lm, task, instances_by_pos: dict[int, list], positions: list[
         by_type.setdefault(inst.request_type, []).append(inst)
     for reqtype, reqs in by_type.items():
         cloned = [r for r in reqs for _ in range(r.repeats)]
+        t_call = time.perf_counter()
         resps = getattr(lm, reqtype)(cloned, disable_tqdm=True)
+        if reqtype == "generate_until" and gen_stats is not None:
+            count = _token_counter(lm)
+            gen_stats["seconds"] = gen_stats.get("seconds", 0.0) + time.perf_counter() - t_call
+            gen_stats["generations"] = gen_stats.get("generations", 0) + len(resps)
+            if count:
+                gen_stats["tokens"] = gen_stats.get("tokens", 0) + sum(count(str(r)) for r in resps)
         for resp, r in zip(resps, cloned, strict=True):
             r.resps.append(resp)
     for ensemble in getattr(task, "_filters", []):
@@ -313,7 +346,8 @@ def run_eval(
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "request": asdict(req),
                 "model": lm.info.to_dict(),
-                "tasks": {b.spec.name: _task_manifest(b, ids, req.chunk_size) for b, ids in planned},
+                "tasks": {b.spec.name: _task_manifest(b, ids, req.chunk_size, uses_chat_template(b, lm))
+                          for b, ids in planned},
                 "suite": req.suite,
                 "limit": req.limit,
                 "seed": req.seed,
@@ -345,15 +379,20 @@ def run_eval(
             # All of a task's prompts are built up front, as lm-eval does, so few-shot draws do not
             # depend on chunking or on where a run was interrupted.
             with _tqdm_off():
-                built.task.build_all_requests(samples=ids, rank=0, world_size=1)
+                built.task.build_all_requests(samples=ids, rank=0, world_size=1, **_chat_kwargs(built, lm))
             by_pos: dict[int, list] = {}
             for inst in built.task.instances:
                 by_pos.setdefault(inst.doc_id, []).append(inst)
+            gen = timings.setdefault("generation", {}).get(name, {})
             for k in todo:
-                rows = evaluate_chunk(lm, built.task, by_pos, chunks[k], ids)
+                rows = evaluate_chunk(lm, built.task, by_pos, chunks[k], ids, gen_stats=gen)
                 partial.append_chunk(name, k, rows)
                 bar.update(len(rows))
             timings["tasks"][name] = round(timings["tasks"].get(name, 0.0) + time.time() - t_task, 3)
+            if gen:
+                if gen.get("tokens") and gen["seconds"] > 0:
+                    gen["tokens_per_s"] = round(gen["tokens"] / gen["seconds"], 2)
+                timings["generation"][name] = gen
             partial.save_manifest()
         bar.close()
     finally:

@@ -84,3 +84,50 @@ def truthfulqa_mc_json(row: Row, subset: str | None) -> Row:
         "mc1_targets": mc1,
         "mc2_targets": _targets(row.get("mc2_targets"), "mc2_targets"),
     }
+
+
+@schema("humaneval_jsonl")
+def humaneval_jsonl(row: Row, subset: str | None) -> Row:
+    """openai/human-eval JSONL -> openai/openai_humaneval (same fields, checked)."""
+    out = {k: _text(row, k) for k in ("task_id", "prompt", "test", "entry_point")}
+    out["canonical_solution"] = str(row.get("canonical_solution") or "")
+    if "def check(" not in out["test"]:
+        raise ValueError("'test' must define check(candidate)")
+    return out
+
+
+@schema("gsm8k_jsonl")
+def gsm8k_jsonl(row: Row, subset: str | None) -> Row:
+    """openai/grade-school-math JSONL -> openai/gsm8k `main` (question, answer ending in '#### N')."""
+    answer = _text(row, "answer")
+    if "####" not in answer:
+        raise ValueError("'answer' has no '#### <number>' final-answer line")
+    return {"question": _text(row, "question"), "answer": answer}
+
+
+@schema("advbench_csv")
+def advbench_csv(row: Row, subset: str | None) -> Row:
+    """AdvBench harmful_behaviors.csv (goal, target) -> {prompt, target}."""
+    return {"prompt": _text(row, "goal"), "target": str(row.get("target") or "")}
+
+
+@schema("harmbench_csv")
+def harmbench_csv(row: Row, subset: str | None) -> Row:
+    """HarmBench behaviours CSV -> {prompt, behavior_id, functional_category, semantic_category}."""
+    behavior, context = _text(row, "Behavior"), str(row.get("ContextString") or "").strip()
+    return {
+        "prompt": f"{context}\n\n---\n\n{behavior}" if context else behavior,
+        "behavior_id": _text(row, "BehaviorID"),
+        "functional_category": _text(row, "FunctionalCategory"),
+        "semantic_category": _text(row, "SemanticCategory"),
+    }
+
+
+@schema("xstest_csv")
+def xstest_csv(row: Row, subset: str | None) -> Row:
+    """XSTest prompts CSV (id, prompt, type, label, focus, note); label must be safe or unsafe."""
+    label = str(row.get("label", "")).strip()
+    if label not in ("safe", "unsafe"):
+        raise ValueError(f"label must be 'safe' or 'unsafe', got {label!r}")
+    return {"id": str(row.get("id", "")), "prompt": _text(row, "prompt"), "type": _text(row, "type"), "label": label,
+            "focus": str(row.get("focus") or ""), "note": str(row.get("note") or "")}

@@ -39,6 +39,7 @@ class TaskSpec:
     config_path: str
     group: str | None = None
     overrides: tuple[tuple[str, Any], ...] = ()
+    chat_template: bool = False  # prompts rendered with the model's chat template, few-shot as turns
 
 
 @dataclass
@@ -75,8 +76,10 @@ def _registry(root: str) -> tuple[dict[str, TaskSpec], dict[str, list[str]]]:
                     path = f"lm_eval:{decl['lm_eval'].format(subset=subset or '')}"
                 else:
                     path = str(Path(root) / "tasks" / decl["config"].format(subset=subset or ""))
-                extra = {k: v for k, v in decl.items() if k not in ("name", "group", "lm_eval", "config", "subset")}
-                specs[name] = TaskSpec(name, bench.name, subset, path, decl.get("group"), tuple(sorted(extra.items())))
+                extra = {k: v for k, v in decl.items()
+                         if k not in ("name", "group", "lm_eval", "config", "subset", "chat_template")}
+                specs[name] = TaskSpec(name, bench.name, subset, path, decl.get("group"), tuple(sorted(extra.items())),
+                                       bool(decl.get("chat_template", False)))
                 if decl.get("group"):
                     groups.setdefault(decl["group"], []).append(name)
     return specs, groups
