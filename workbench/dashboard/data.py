@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from workbench.compare import PRIMARY_METRICS, Comparison, compare_runs, match_items, model_label
+from workbench.compare import PRIMARY_METRICS, Comparison, compare_runs, load_runs, match_items, model_label
 from workbench.harness import metric_columns
 from workbench.interp import artifacts
 from workbench.store import Run, RunStore, validate_run_id
@@ -254,7 +254,7 @@ class DashboardData:
 
     def comparison(self, run_ids: Sequence[str], correction: str = "holm") -> Comparison:
         key = (tuple(run_ids), correction)
-        return self._comparisons.get(key, lambda: compare_runs([self.run(r) for r in run_ids], correction=correction))
+        return self._comparisons.get(key, lambda: compare_runs(load_runs(run_ids, self.store.root), correction=correction))
 
     def flips(self, run_id: str, baseline: str) -> dict[str, str]:
         """Flip status of each of run_id's samples against the baseline (same items required)."""

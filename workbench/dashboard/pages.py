@@ -46,7 +46,7 @@ def leaderboard_page(data: DashboardData, query: dict[str, str]) -> html.Div:
                   "headerTooltip": f"{c.kind} {c.scope}: primary metric, mean [95% CI]", "minWidth": 170}
                  for c in cols]
     col_defs.append({"field": "created", "minWidth": 200})
-    return html.Div([
+    return html.Div(id="page-leaderboard", children=[
         html.H2("Leaderboard"),
         html.P("Each cell: the scope's primary metric, mean [95% CI]. Tick runs to compare them (the first ticked "
                "is the baseline) or open their samples.", className="note"),
@@ -115,7 +115,7 @@ def compare_page(data: DashboardData, query: dict[str, str]) -> html.Div:
         html.P("The manifests agree on every recorded field.")
     sample_links = [dcc.Link(f"Flipped samples of {r.run_id}", href=f"/samples/{quote(r.run_id)}?baseline={quote(base)}"
                              "&flip=changed", className="button secondary") for r in c.runs[1:]]
-    return html.Div([
+    return html.Div(id="page-compare", children=[
         html.H2("Run comparison"), runs,
         html.P(["Items matched by (task, doc_id, prompt_hash): ", html.B(str(len(c.items[base]))),
                 " per run. Δ = candidate − baseline; McNemar exact or paired permutation p-values, corrected per "
@@ -165,7 +165,7 @@ def samples_page(data: DashboardData, query: dict[str, str], run_id: str) -> htm
     rows, status = samples_grid_rows(data, run_id, baseline, sel_tasks, query.get("correct"), query.get("flip"))
     others = [r.run_id for r in data.runs() if r.run_id != run_id]
     key = query.get("sample")
-    return html.Div([
+    return html.Div(id="page-samples", children=[
         html.H2(["Samples of ", html.Code(run_id)]), html.P(model_label(run), className="note"),
         dcc.Store(id="se-run", data=run_id),
         html.Div([
@@ -232,7 +232,7 @@ def artifacts_page(data: DashboardData, query: dict[str, str]) -> html.Div:
                 if src.get("run_id") else "–")
         body.append(html.Tr([html.Td(dcc.Link(m["id"], href=f"/artifacts/{quote(m['id'])}")), html.Td(m.get("kind")),
                              html.Td(str((m.get("model") or {}).get("spec"))), html.Td(link), html.Td(m.get("created"))]))
-    return html.Div([html.H2("Interpretability artifacts"),
+    return html.Div(id="page-artifacts", children=[html.H2("Interpretability artifacts"),
                      html.Table([html.Thead(head), html.Tbody(body)], className="plain", id="artifact-table")])
 
 
@@ -240,7 +240,8 @@ def artifact_page(data: DashboardData, query: dict[str, str], artifact_id: str) 
     r = data.artifact(artifact_id)
     builder = V.views().get(r.meta.kind)
     body = builder(r) if builder else [html.P(f"No view for artifact kind {r.meta.kind!r}.")]
-    return html.Div([html.H2([r.meta.kind.replace("_", " "), " · ", html.Code(artifact_id)]),
+    return html.Div(id=f"page-artifact-{r.meta.kind}", children=[
+                     html.H2([r.meta.kind.replace("_", " "), " · ", html.Code(artifact_id)]),
                      dcc.Store(id="artifact-id", data=artifact_id), V.provenance(r), *body])
 
 
