@@ -55,6 +55,8 @@ def test_leaderboard_filter_select_and_compare(page, server_url, dash_app):
     expect(page.locator("#cmp-grid .ag-center-cols-container .ag-row")).to_have_count(
         sum(p.primary for p in c.paired), timeout=TIMEOUT)
     expect(page.locator("#cmp-forest .scatterlayer .trace")).to_have_count(1, timeout=TIMEOUT)
+    page.locator("#cmp-flips").scroll_into_view_if_needed()
+    expect(page.locator("#cmp-flips .ag-center-cols-container .ag-row")).to_have_count(len(c.flips), timeout=TIMEOUT)
     expect(page.locator("h3", has_text="Flipped items")).to_have_text(f"Flipped items ({len(c.flips)})")
     _clean(page, "compare")
 

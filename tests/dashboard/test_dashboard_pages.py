@@ -77,6 +77,10 @@ def test_comparison_page_shows_the_compare_module_numbers(dash_app, dash_env):
     flips = next(n for n in _walk(page) if getattr(n, "id", None) == "cmp-flips")
     assert len(flips.rowData) == len(ref.flips) > 0
     forest = next(n for n in _walk(page) if getattr(n, "id", None) == "cmp-forest")
+    headline = [r["scope"] for r in grid.rowData if r["scope"].startswith("[") or r["scope"] == "arc_easy"]
+    assert sorted(forest.figure.data[0].y) == sorted(headline)
+    page = pages.page_for(data, "/compare", "?runs=run-a,run-b&correction=bh&subjects=1")
+    forest = next(n for n in _walk(page) if getattr(n, "id", None) == "cmp-forest")
     assert sorted(forest.figure.data[0].y) == sorted(r["scope"] for r in grid.rowData)
     assert "unknown correction" in _text(pages.page_for(data, "/compare", "?runs=run-a,run-b&correction=x"))
     assert "at least two runs" in _text(pages.page_for(data, "/compare", "?runs=run-a"))

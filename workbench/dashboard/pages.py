@@ -91,18 +91,27 @@ def paired_rows(c: Comparison) -> list[dict[str, Any]]:
 
 
 def compare_page(data: DashboardData, query: dict[str, str]) -> html.Div:
+    import dataclasses
+
     from workbench.report import _forest_figure  # the report's forest plot, reused as is
 
     ids = [unquote(i) for i in query.get("runs", "").split(",") if i]
     correction = query.get("correction", "holm")
+    subjects = query.get("subjects") == "1"
     if correction not in CORRECTIONS:
         return error_box(f"unknown correction {correction!r}; choose from {', '.join(CORRECTIONS)}")
     c = data.comparison(ids, correction)
     base = c.baseline.run_id
     runs = html.Ul([html.Li([html.B("baseline " if r.run_id == base else "candidate "), html.Code(r.run_id), " · ",
                              model_label(r)]) for r in c.runs])
-    corr_links = [dcc.Link(k, href=f"/compare?runs={','.join(quote(i) for i in ids)}&correction={k}",
+    here = f"/compare?runs={','.join(quote(i) for i in ids)}"
+    corr_links = [dcc.Link(k, href=f"{here}&correction={k}" + ("&subjects=1" if subjects else ""),
                            className="chip" + (" active" if k == correction else "")) for k in CORRECTIONS]
+    # Subjects of a group (57 for MMLU) would swamp the plot: headline rows unless asked.
+    shown = c if subjects else dataclasses.replace(c, paired=[p for p in c.paired
+                                                              if p.scope.kind == "group" or p.scope.group is None])
+    forest_toggle = dcc.Link("hide subjects" if subjects else "show each group's subjects", id="cmp-subjects",
+                             href=f"{here}&correction={correction}" + ("" if subjects else "&subjects=1"), className="chip")
     flips = c.flips.drop(columns=["prompt"]).to_dict("records") if not c.flips.empty else []
     flip_cols = [{"field": f} for f in ("candidate", "task", "doc_id", "direction", "target", "answer_baseline",
                                          "answer_candidate")]
@@ -123,11 +132,11 @@ def compare_page(data: DashboardData, query: dict[str, str]) -> html.Div:
                 *corr_links], className="note"),
         html.H3("Paired deltas (primary metric)"),
         dag.AgGrid(id="cmp-grid", rowData=paired_rows(c), columnDefs=paired_cols, defaultColDef=_DEFAULT_COL,
-                   style={"height": "360px", "width": "100%"}),
-        html.H3("Forest plot"), V.graph(_forest_figure(c, 0.05), "cmp-forest"),
+                   columnSize="responsiveSizeToFit", style={"height": "360px", "width": "100%"}),
+        html.H3(["Forest plot ", forest_toggle]), V.graph(_forest_figure(shown, 0.05), "cmp-forest"),
         html.H3(f"Flipped items ({len(flips)})"), html.Div(sample_links, className="actions"),
         dag.AgGrid(id="cmp-flips", rowData=flips, columnDefs=flip_cols, defaultColDef=_DEFAULT_COL,
-                   style={"height": "320px", "width": "100%"}),
+                   columnSize="responsiveSizeToFit", style={"height": "320px", "width": "100%"}),
         html.H3("Manifest diff"), diff,
     ])
 
