@@ -40,7 +40,9 @@ def _text(node) -> str:
 def test_leaderboard_cells_are_the_runs_metrics(dash_app, dash_env):
     data = dash_app.workbench_data
     cols, rows = leaderboard(data.runs())
-    assert [r["run_id"] for r in rows] == ["run-a", "run-b", "run-xss"]
+    assert sorted(r["run_id"] for r in rows) == ["run-a", "run-b", "run-xss"]
+    assert [r["created"] for r in rows] == sorted(r["created"] for r in rows)
+    rows = sorted(rows, key=lambda r: r["run_id"])
     assert [(c.kind, c.scope) for c in cols] == [("group", "mmlu"), ("task", "arc_easy")]
     for row in rows[:2]:
         m = data.run(row["run_id"]).metrics

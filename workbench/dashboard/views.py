@@ -37,7 +37,7 @@ def provenance(result: Any) -> html.Div:
     src = m.source or {}
     items = [html.Li(["model: ", html.Code(str(m.model.get("spec")))]),
              html.Li(["created: ", str(m.created)]),
-             html.Li(["parameters: ", html.Code(", ".join(f"{k}={v}" for k, v in sorted(m.params.items())))])]
+             html.Li(["parameters: ", html.Code(", ".join(f"{k}={_clip(v)}" for k, v in sorted(m.params.items())))])]
     if src.get("run_id"):
         href = f"/samples/{src['run_id']}?task={src.get('task', '')}&sample={src.get('task', '')}%23{src.get('doc_id', '')}"
         items.append(html.Li(["source: ", dcc.Link(f"{src['run_id']} / {src.get('task')} #{src.get('doc_id')}",
@@ -45,6 +45,11 @@ def provenance(result: Any) -> html.Div:
     prompts = [html.Pre(p, className="prompt") for p in m.prompts[:4]]
     return html.Div([html.Ul(items), html.Details([html.Summary(f"prompt{'s' if len(m.prompts) > 1 else ''}"), *prompts],
                                                  open=len(m.prompts) == 1)], className="provenance")
+
+
+def _clip(value: Any, n: int = 100) -> str:
+    text = str(value)
+    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 def _tokens(result: Any, i: int = 0) -> list[str]:
