@@ -160,3 +160,21 @@ def test_bad_ids_in_the_url_show_an_error(page, server_url):
         page.goto(server_url + path)
         expect(page.locator("#page-error")).to_contain_text(msg, timeout=TIMEOUT)
     _clean(page, "bad-ids")
+
+
+def test_create_an_artifact_from_the_sample_panel(page, server_url, dash_app):
+    from playwright.sync_api import expect
+
+    df = dash_app.workbench_data.samples("run-b")
+    row = df[df.task == "mmlu_anatomy"].iloc[3]
+    key = f"mmlu_anatomy#{row['doc_id']}"
+    _open(page, f"{server_url}/samples/run-b?sample={quote(key)}", "page-samples")
+    expect(page.locator("#detail-artifacts-box h4")).to_have_text("Interpretability artifacts (0)", timeout=TIMEOUT)
+    page.locator("#job-create").click()
+    link = page.locator("#job-artifact-link")
+    expect(link).to_contain_text("attention · attention-", timeout=120_000)
+    expect(page.locator("#detail-artifacts li")).to_have_count(1, timeout=TIMEOUT)
+    _clean(page, "job")
+    link.click()
+    page.locator("#page-artifact-attention").wait_for(timeout=TIMEOUT)
+    expect(page.locator("#artifact-source-link")).to_contain_text(f"run-b / mmlu_anatomy #{row['doc_id']}")

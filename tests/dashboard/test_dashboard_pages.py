@@ -225,3 +225,44 @@ def test_routing_callback_through_the_server(dash_app):
     assert "invalid run id" in json.dumps(resp)
     index = client.get("/").get_data(as_text=True)
     assert "cdn" not in index.lower() and "unpkg" not in index.lower()
+
+
+def _wait(runner, job_id, timeout=120):
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        job = runner.get(job_id)
+        if job.finished:
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not finish in {timeout} s")
+
+
+def test_background_job_saves_an_artifact_linked_to_the_sample(dash_app, dash_env):
+    data = dash_app.workbench_data
+    df = data.samples("run-b")
+    row = df[df.task == "mmlu_anatomy"].iloc[2]
+    key = f"{row['task']}#{row['doc_id']}"
+    spec = data.run("run-b").manifest["model"]["spec"]
+    job = _wait(data.jobs, data.jobs.submit("logit_lens", "run-b", key, spec).id)
+    assert job.status == "done", job.error
+    m = artifacts.read_manifest(job.artifact_id, dash_env.artifacts)
+    assert m["source"]["run_id"] == "run-b" and f"{m['source']['task']}#{m['source']['doc_id']}" == key
+    assert m["prompts"] == [row["prompt"]] and m["model"]["spec"] == spec
+    links = {n.href for n in _walk(html.Div(pages.artifact_links(data, "run-b", key))) if isinstance(n, dcc.Link)}
+    assert links == {f"/artifacts/{job.artifact_id}"}
+    status = pages.job_status(job)
+    assert status[1].href == f"/artifacts/{job.artifact_id}"
+
+
+def test_background_job_failure_is_reported(dash_app):
+    data = dash_app.workbench_data
+    df = data.samples("run-b")
+    row = df[df.task == "arc_easy"].iloc[0]   # ARC's gold answer is several tokens: attribution refuses it
+    job = _wait(data.jobs, data.jobs.submit("attribution", "run-b", f"arc_easy#{row['doc_id']}",
+                                            data.run("run-b").manifest["model"]["spec"]).id)
+    assert job.status == "failed" and "not a single token" in job.error
+    assert "failed: " in pages.job_status(job).children
+    with pytest.raises(Exception, match="unknown tool"):
+        data.jobs.submit("nope", "run-b", "arc_easy#0", "x")

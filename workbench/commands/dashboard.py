@@ -12,7 +12,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port <= 65535:
         raise WorkbenchError(f"--port {args.port} is not a TCP port (0-65535)")
-    app = create_app(args.store, args.artifacts)
+    app = create_app(args.store, args.artifacts, jobs=not args.no_jobs)
     data = app.workbench_data
     print(f"dashboard on http://{args.host}:{args.port}/  (store: {data.store.root}, artifacts: {data.artifacts_root})",
           file=sys.stderr, flush=True)
@@ -32,5 +32,7 @@ def register(subparsers) -> None:
     p.add_argument("--artifacts", help="artifact root (default: $WORKBENCH_ARTIFACTS, else ./workbench-artifacts)")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8050, help="TCP port (default 8050)")
+    p.add_argument("--no-jobs", action="store_true",
+                   help="do not offer creating artifacts from the sample panel (then nothing writes to the artifact root)")
     p.add_argument("--debug", action="store_true", help="Dash dev tools and reloading (development only)")
     p.set_defaults(func=cmd_dashboard)

@@ -30,9 +30,15 @@ def shell() -> html.Div:
                      dcc.Loading(html.Div(id="page"), type="dot", delay_show=300)], className="shell")
 
 
-def create_app(store_dir: str | os.PathLike | None = None, artifacts_dir: str | os.PathLike | None = None) -> dash.Dash:
-    """A dashboard over one run store and one artifact root (read only)."""
+def create_app(store_dir: str | os.PathLike | None = None, artifacts_dir: str | os.PathLike | None = None, *,
+               jobs: bool = True) -> dash.Dash:
+    """A dashboard over one run store (read only) and one artifact root (read; with `jobs`, the sample
+    panel may add artifacts to it through background jobs)."""
     data = DashboardData(store_dir, artifacts_dir)
+    if jobs:
+        from workbench.dashboard.jobs import JobRunner
+
+        data.jobs = JobRunner(data.store.root, data.artifacts_root)
     app = dash.Dash(__name__, title="workbench dashboard", assets_folder=str(ASSETS), serve_locally=True,
                     suppress_callback_exceptions=True, update_title=None)
     app.layout = shell()
@@ -77,6 +83,29 @@ def create_app(store_dir: str | os.PathLike | None = None, artifacts_dir: str | 
                   prevent_initial_call=True)
     def attention_scores(metric, artifact_id):
         return F.head_score_overview(data.artifact(artifact_id).head_scores, metric)
+
+    @app.callback(Output("job-id", "data"), Output("job-poll", "disabled"), Output("job-status", "children"),
+                  Input("job-create", "n_clicks"), State("job-tool", "value"), State("job-sample", "data"),
+                  prevent_initial_call=True)
+    def create_job(n_clicks, tool_name, sample):
+        if not n_clicks or data.jobs is None:
+            return no_update, no_update, no_update
+        try:
+            spec = str(data.run(sample["run_id"]).manifest.get("model", {}).get("spec", ""))
+            job = data.jobs.submit(tool_name, sample["run_id"], sample["key"], spec)
+        except WorkbenchError as exc:
+            return None, True, html.Span(str(exc), className="error-inline", id="job-error")
+        return job.id, False, pages.job_status(job)
+
+    @app.callback(Output("job-status", "children", allow_duplicate=True),
+                  Output("job-poll", "disabled", allow_duplicate=True), Output("detail-artifacts-box", "children"),
+                  Input("job-poll", "n_intervals"), State("job-id", "data"), State("job-sample", "data"),
+                  prevent_initial_call=True)
+    def poll_job(_, job_id, sample):
+        job = data.jobs.get(job_id) if data.jobs is not None and job_id else None
+        finished = job is None or job.finished
+        links = pages.artifact_links(data, sample["run_id"], sample["key"]) if finished else no_update
+        return pages.job_status(job), finished, links
 
     return app
 

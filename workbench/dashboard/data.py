@@ -1,6 +1,6 @@
 """What the dashboard reads: runs, leaderboard cells, sample rows and the artifacts linked to them.
 
-Read-only: nothing here writes to the run store or the artifact root. Complete runs and artifacts are
+Nothing here writes: the run store is only read, and artifacts are added only by `jobs` (when enabled). Complete runs and artifacts are
 immutable once published (atomic rename), so they are cached by id for the life of the process.
 """
 from __future__ import annotations
@@ -231,6 +231,7 @@ class DashboardData:
         self._comparisons = _LRU(8)
         self._artifacts = _LRU(16)
         self._flips = _LRU(16)
+        self.jobs = None  # a jobs.JobRunner when the app lets the sample panel create artifacts
 
     def runs(self) -> list[Run]:
         """Complete runs, oldest first; new runs are picked up on every call."""

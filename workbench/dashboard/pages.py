@@ -218,13 +218,49 @@ def detail_panel(data: DashboardData, run_id: str, key: str) -> html.Div:
                                  className="picked" if c["predicted"] else "") for c in d["choices"]])],
             className="plain", id="detail-choices")]
     parts += [html.H4("Scores"), html.Ul([html.Li(f"{m}: {v}") for m, v in d["scores"].items()], id="detail-scores")]
-    linked = data.linked_artifacts(run_id).get(key, [])
-    parts += [html.H4(f"Interpretability artifacts ({len(linked)})"),
-              html.Ul([html.Li(dcc.Link(f"{m['kind']} · {m['id']}", href=f"/artifacts/{quote(m['id'])}"))
-                       for m in linked], id="detail-artifacts") if linked else
-              html.P(["None yet: e.g. ", html.Code(f"workbench interp attention --model SPEC --run {run_id} "
-                                                   f"--sample {d['doc_id']} --task {d['task']}")], className="note")]
+    parts.append(html.Div(artifact_links(data, run_id, key), id="detail-artifacts-box"))
+    if data.jobs is not None:
+        parts.append(job_box(data, run_id, key))
     return html.Div(parts)
+
+
+def artifact_links(data: DashboardData, run_id: str, key: str) -> list:
+    """Links to the artifacts whose manifest names this sample as its source."""
+    linked = data.linked_artifacts(run_id).get(key, [])
+    task, _, doc = key.rpartition("#")
+    return [html.H4(f"Interpretability artifacts ({len(linked)})"),
+            html.Ul([html.Li(dcc.Link(f"{m['kind']} · {m['id']}", href=f"/artifacts/{quote(m['id'])}"))
+                     for m in linked], id="detail-artifacts") if linked else
+            html.P(["None yet: create one below, or ", html.Code(f"workbench interp attention --model SPEC --run {run_id} "
+                                                                  f"--sample {doc} --task {task}")], className="note")]
+
+
+def job_box(data: DashboardData, run_id: str, key: str) -> html.Div:
+    """Run a tool on this sample with the run's own model, in the background; the panel polls it."""
+    from workbench.dashboard.jobs import TOOLS
+
+    spec = str(data.run(run_id).manifest.get("model", {}).get("spec", ""))
+    return html.Div([
+        html.Span(["Create with ", html.Code(spec), ": "]),
+        dcc.Dropdown(id="job-tool", options=list(TOOLS), value=next(iter(TOOLS)), clearable=False,
+                     style={"width": "180px"}),
+        html.Button("Create artifact", id="job-create", n_clicks=0, className="button"),
+        html.Span(id="job-status", className="note"),
+        dcc.Store(id="job-id"), dcc.Store(id="job-sample", data={"run_id": run_id, "key": key}),
+        dcc.Interval(id="job-poll", interval=1000, disabled=True),
+    ], className="jobs", id="job-box")
+
+
+def job_status(job) -> Any:
+    """A job's state for the panel: its phase, the new artifact's link, or the error."""
+    if job is None:
+        return html.Span("unknown job (the server restarted?)", className="error-inline")
+    if job.status == "done":
+        return ["done: ", dcc.Link(f"{job.tool} · {job.artifact_id}", href=f"/artifacts/{quote(job.artifact_id)}",
+                                   id="job-artifact-link")]
+    if job.status == "failed":
+        return html.Span(f"{job.tool} failed: {job.error}", className="error-inline", id="job-error")
+    return f"{job.tool}: {job.phase}…"
 
 
 # ---- artifacts ------------------------------------------------------------------------------------
