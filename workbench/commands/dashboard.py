@@ -23,8 +23,9 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "dashboard", help="serve the dashboard: leaderboard, run comparison, samples, interpretability views",
-        description="Serve a Dash dashboard that reads the run store and the artifact root (nothing else writes to "
-                    "its state). Assets are served locally, so it works offline. For production use gunicorn: "
+        description="Serve a Dash dashboard over the run store (read only) and the artifact root; from a sample's "
+                    "panel it can create attention, logit-lens and attribution artifacts with the run's own model "
+                    "as background jobs (--no-jobs turns that off). Assets are served locally, so it works offline. For production use gunicorn: "
                     "`gunicorn -w 2 -b 127.0.0.1:8050 dashboards.app:server` (store and artifacts from "
                     "$WORKBENCH_STORE and $WORKBENCH_ARTIFACTS).",
         epilog="Example: workbench dashboard --store workbench-runs --artifacts workbench-artifacts --port 8050")
