@@ -17,6 +17,10 @@ pip install -q torch==2.13.0
 pip install -q -e ".[embedded]"
 if [ "$want" = test ]; then
   pip install -q -e ".[dev]"
+  # Browser tests drive Debian's chromium through Playwright (never `playwright install`).
+  if [ "$(id -u)" = 0 ]; then
+    command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium)
+  fi
   # llama-cpp-python has no CPU wheel on PyPI: this compiles llama.cpp (10-20 min on 2 cores) the
   # first time on a machine; pip's wheel cache serves every later install in seconds.
   CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-2} \

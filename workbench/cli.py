@@ -20,6 +20,7 @@ COMMAND_MODULES: list[str] = [
     "workbench.commands.gate",
     "workbench.commands.interp",
     "workbench.commands.artifacts",
+    "workbench.commands.dashboard",
 ]
 
 

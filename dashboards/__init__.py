@@ -1,0 +1,1 @@
+"""Deployment entry points for the dashboard (the app itself lives in `workbench.dashboard`)."""

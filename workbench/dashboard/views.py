@@ -1,0 +1,179 @@
+"""Interpretability views: one builder per artifact kind, registered with `@view("kind")`.
+
+Every piece of model text (prompts, tokens) reaches the page as a text node or an escaped plotly label,
+never as HTML.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+from dash import dcc, html
+
+from workbench.dashboard import figures as F
+
+_VIEWS: dict[str, Callable[[Any], list]] = {}
+GRAPH_CONFIG = {"displaylogo": False}
+
+
+def view(kind: str):
+    """Register the page builder for artifact kind `kind`."""
+    def deco(fn: Callable[[Any], list]) -> Callable[[Any], list]:
+        _VIEWS[kind] = fn
+        return fn
+    return deco
+
+
+def views() -> dict[str, Callable[[Any], list]]:
+    return dict(_VIEWS)
+
+
+def graph(fig, id_: str | None = None) -> dcc.Graph:
+    return dcc.Graph(figure=fig, config=GRAPH_CONFIG, **({"id": id_} if id_ else {}))
+
+
+def provenance(result: Any) -> html.Div:
+    m = result.meta
+    src = m.source or {}
+    items = [html.Li(["model: ", html.Code(str(m.model.get("spec")))]),
+             html.Li(["created: ", str(m.created)]),
+             html.Li(["parameters: ", html.Code(", ".join(f"{k}={_clip(v)}" for k, v in sorted(m.params.items())))])]
+    if src.get("run_id"):
+        href = f"/samples/{src['run_id']}?task={src.get('task', '')}&sample={src.get('task', '')}%23{src.get('doc_id', '')}"
+        items.append(html.Li(["source: ", dcc.Link(f"{src['run_id']} / {src.get('task')} #{src.get('doc_id')}",
+                                                   href=href, id="artifact-source-link")]))
+    prompts = [html.Pre(p, className="prompt") for p in m.prompts[:4]]
+    return html.Div([html.Ul(items), html.Details([html.Summary(f"prompt{'s' if len(m.prompts) > 1 else ''}"), *prompts],
+                                                 open=len(m.prompts) == 1)], className="provenance")
+
+
+def _clip(value: Any, n: int = 100) -> str:
+    text = str(value)
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _tokens(result: Any, i: int = 0) -> list[str]:
+    return list(result.meta.tokens[i]) if result.meta.tokens and len(result.meta.tokens) > i else []
+
+
+@view("attention")
+def attention_view(r: Any) -> list:
+    n_heads = r.patterns.shape[1]
+    layer_opts = [{"label": f"layer {l}", "value": i} for i, l in enumerate(r.layers)]
+    metrics = [c for c in ("induction", "previous_token", "duplicate_token") if c in r.head_scores.columns]
+    return [
+        html.Div([html.Label("Layer"), dcc.Dropdown(id="attn-layer", options=layer_opts, value=0, clearable=False),
+                  html.Label("Head"), dcc.Dropdown(id="attn-head", options=[{"label": f"head {h}", "value": h}
+                                                                          for h in range(n_heads)],
+                                                   value=0, clearable=False)], className="controls"),
+        graph(F.attention_pattern(r.patterns, 0, 0, _tokens(r), r.layers[0]), "attn-pattern"),
+        html.Div([html.Label("Head score"), dcc.RadioItems(id="attn-score", options=metrics, value=metrics[0], inline=True)],
+                 className="controls"),
+        graph(F.head_score_overview(r.head_scores, metrics[0]), "attn-overview"),
+        html.P(f"Induction heads (score above threshold): "
+               + (", ".join(f"L{int(l)}H{int(h)} ({s:.2f})" for l, h, s in r.induction_heads) or "none"),
+               className="note"),
+    ]
+
+
+_PATCH_FAMILIES = (("resid_pre", "residual stream (layer × position)"), ("head", "attention heads (layer × head)"),
+                   ("attn_out", "attention output by layer"), ("mlp_out", "MLP output by layer"))
+
+
+@view("patching")
+def patching_view(r: Any) -> list:
+    toks = _tokens(r)
+    out: list = [html.P(f"metric {r.metric}: clean {r.clean_metric:.3f}, corrupted {r.corrupt_metric:.3f}; "
+                        "cells show the metric's recovery when that activation is patched from clean into corrupted. "
+                        + ("AtP vs exact Pearson r: " + ", ".join(f"{k} {v:.3f}" for k, v in r.correlation.items())
+                           if r.correlation else ""), className="note")]
+    for fam, label in _PATCH_FAMILIES:
+        row = []
+        for method in ("exact", "atp"):
+            z = getattr(r, f"{method}_{fam}", None)
+            if z is None:
+                continue
+            z = np.asarray(z, dtype=float)
+            title = f"{'exact patching' if method == 'exact' else 'attribution patching'}: {label}"
+            if z.ndim == 1:
+                fig = F.layer_lines({method: z}, title=title, yaxis="effect")
+            else:
+                x = F.token_labels(toks[: z.shape[1]]) if fam == "resid_pre" and len(toks) >= z.shape[1] else \
+                    [str(i) for i in range(z.shape[1])]
+                fig = F.heatmap(z, x=x, y=[f"L{l}" for l in range(z.shape[0])], title=title, colorscale="RdBu",
+                                zmid=0.0, xaxis="position" if fam == "resid_pre" else "head", yaxis="layer")
+            row.append(html.Div(graph(fig, f"patch-{method}-{fam}"), className="half"))
+        if row:
+            out.append(html.Div(row, className="row"))
+    return out
+
+
+@view("probe")
+def probe_view(r: Any) -> list:
+    by = r.by_layer
+    best = by.loc[by["layer"] == r.best_layer].iloc[0] if (by["layer"] == r.best_layer).any() else by.iloc[0]
+    return [html.P(f"dataset {r.dataset}, pooling {r.pool}; best layer {r.best_layer}: accuracy "
+                   f"{best['accuracy']:.3f} [{best['ci95_low']:.3f}, {best['ci95_high']:.3f}], control "
+                   f"{best['control_accuracy']:.3f}, selectivity {best['selectivity']:.3f}", className="note"),
+            graph(F.probe_accuracy(by), "probe-accuracy"),
+            graph(F.layer_lines({"selectivity": by["selectivity"].to_numpy()}, title="Selectivity (accuracy − control)",
+                                yaxis="Δ accuracy", height=300))]
+
+
+def highlighted_tokens(tokens: list[str], values: np.ndarray, id_: str) -> html.Div:
+    """Tokens as text spans shaded by attribution (title shows the value)."""
+    scale = float(np.max(np.abs(values))) if len(values) else 0.0
+    return html.Div([html.Span(t, title=f"{i}: {v:+.4f}", className="tok",
+                               style={"backgroundColor": F.token_color(float(v), scale)})
+                     for i, (t, v) in enumerate(zip(tokens, values))], id=id_, className="tokens")
+
+
+@view("attribution")
+def attribution_view(r: Any) -> list:
+    toks = _tokens(r)
+    return [html.P(f"target {r.target!r} ({r.objective}); f(input) {r.f_input:.3f}, f(baseline) {r.f_baseline:.3f}, "
+                   f"completeness delta {r.delta:+.4f} ({r.relative_delta:.1%} of the difference)", className="note"),
+            html.H4("Integrated gradients"), highlighted_tokens(toks, np.asarray(r.ig), "attr-ig"),
+            html.H4("Gradient × input"), highlighted_tokens(toks, np.asarray(r.grad_x_input), "attr-gxi"),
+            graph(F.attribution_bars(toks, np.asarray(r.ig), "Integrated gradients per token"), "attr-bars")]
+
+
+@view("logit_lens")
+def logit_lens_view(r: Any) -> list:
+    toks = _tokens(r)
+    out: list = []
+    for pos in r.positions:
+        part = r.top[r.top["position"] == pos]
+        if part.empty:
+            continue
+        k = int(part["rank"].max()) + 1
+        head = html.Tr([html.Th("layer")] + [html.Th(f"#{i + 1}") for i in range(k)])
+        body = []
+        for layer, lp in part.groupby("layer", sort=True):
+            cells = {int(x["rank"]): x for _, x in lp.iterrows()}
+            body.append(html.Tr([html.Td(str(layer))] + [
+                html.Td([html.Span(repr(str(cells[i]["token"])), className="tok"), f" {cells[i]['prob']:.3f}"]
+                        if i in cells else "" ) for i in range(k)]))
+        at = toks[pos] if -len(toks) <= pos < len(toks) else "?"
+        out += [html.H4(["Top next tokens after position ", str(pos), " (", html.Code(repr(at)), ")"]),
+                html.Table([html.Thead(head), html.Tbody(body)], className="lens", id=f"lens-table-{pos}")]
+    if r.target_prob is not None:
+        tp = np.asarray(r.target_prob, dtype=float)
+        x = [F.token_labels(toks)[p] if -len(toks) <= p < len(toks) else str(p) for p in r.positions][: tp.shape[1]]
+        out.append(graph(F.heatmap(tp, x=x, y=[f"L{l}" for l in range(tp.shape[0])],
+                                   title=f"P(target {r.target!r}) by layer", xaxis="position", yaxis="layer"),
+                         "lens-target"))
+    return out
+
+
+@view("drift")
+def drift_view(r: Any) -> list:
+    return [html.P(f"reference {r.reference} vs variant {r.variant}: {r.n_tokens} tokens; max |Δ logit| "
+                   f"{r.max_abs_dlogit:.4f}", className="note"),
+            graph(F.layer_lines({"mean cosine": r.cosine, "worst-token cosine": r.cosine_min},
+                                title="Residual-stream cosine similarity by layer", yaxis="cosine"), "drift-cosine"),
+            graph(F.layer_lines({"relative error": r.rel_error}, title="Relative error ||b − a|| / ||a|| by layer",
+                                yaxis="relative error"), "drift-error")]
+
+
+__all__ = ["view", "views", "provenance", "highlighted_tokens"]
