@@ -131,3 +131,43 @@ def xstest_csv(row: Row, subset: str | None) -> Row:
         raise ValueError(f"label must be 'safe' or 'unsafe', got {label!r}")
     return {"id": str(row.get("id", "")), "prompt": _text(row, "prompt"), "type": _text(row, "type"), "label": label,
             "focus": str(row.get("focus") or ""), "note": str(row.get("note") or "")}
+
+
+_BBQ_ANSWERS = ("ans0", "ans1", "ans2")
+
+
+@schema("bbq_jsonl")
+def bbq_jsonl(row: Row, subset: str | None) -> Row:
+    """nyu-mll/BBQ JSONL (one category per file) -> the same fields, checked (lm-eval's bbq schema)."""
+    label = row.get("label")
+    if label not in (0, 1, 2):
+        raise ValueError(f"label must be 0, 1 or 2, got {label!r}")
+    if row.get("context_condition") not in ("ambig", "disambig"):
+        raise ValueError(f"context_condition must be 'ambig' or 'disambig', got {row.get('context_condition')!r}")
+    if row.get("question_polarity") not in ("neg", "nonneg"):
+        raise ValueError(f"question_polarity must be 'neg' or 'nonneg', got {row.get('question_polarity')!r}")
+    info, meta = row.get("answer_info"), row.get("additional_metadata")
+    if not isinstance(info, dict) or any(not isinstance(info.get(a), list) for a in _BBQ_ANSWERS):
+        raise ValueError("'answer_info' must map ans0, ans1, ans2 to [text, group] lists")
+    if not isinstance(meta, dict) or not isinstance(meta.get("stereotyped_groups"), list):
+        raise ValueError("'additional_metadata.stereotyped_groups' must be a list")
+    if sum(1 for a in _BBQ_ANSWERS if info[a] and info[a][-1] == "unknown") != 1:
+        raise ValueError("exactly one answer must be tagged 'unknown' in answer_info")
+    return {
+        "example_id": int(row.get("example_id", -1)),
+        "question_index": str(row.get("question_index", "")),
+        "question_polarity": row["question_polarity"],
+        "context_condition": row["context_condition"],
+        "category": _text(row, "category"),
+        "answer_info": {a: [str(x) for x in info[a]] for a in _BBQ_ANSWERS},
+        "additional_metadata": {
+            "subcategory": str(meta.get("subcategory", "")),
+            "stereotyped_groups": [str(g) for g in meta["stereotyped_groups"]],
+            "version": str(meta.get("version", "")),
+            "source": str(meta.get("source", "")),
+        },
+        "context": _text(row, "context"),
+        "question": _text(row, "question"),
+        **{a: _text(row, a) for a in _BBQ_ANSWERS},
+        "label": label,
+    }
