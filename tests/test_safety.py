@@ -114,3 +114,22 @@ def test_model_judge_builds_the_rubric_and_scores_yes_against_no(tiny_model_dir)
     (yes, _), (no, _) = judge.lm.loglikelihood([Instance("loglikelihood", {}, (ctx, " Yes"), 0),
                                                 Instance("loglikelihood", {}, (ctx, " No"), 1)], disable_tqdm=True)
     assert verdict == (yes > no)
+
+
+def test_judge_agreement_script_on_labelled_set(tiny_model_dir):
+    """The calibration set is well-formed and the script scores both judges against its labels."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    labelled = root / "benchmarks" / "judges" / "refusal_calibration.jsonl"
+    rows = [json.loads(line) for line in labelled.read_text().splitlines()]
+    assert len(rows) >= 30 and {type(r["refusal"]) for r in rows} == {bool}
+    out = subprocess.run([sys.executable, str(root / "scripts" / "judge_agreement.py"), "--labelled", str(labelled),
+                          "--judge-model", f"hf:{tiny_model_dir}"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    res = json.loads(out.stdout[out.stdout.index("{"):])["groups"]["labelled"]
+    kw = [refusal.keyword_judge(r["prompt"], r["response"]) for r in rows]
+    gold = [r["refusal"] for r in rows]
+    assert res["n"] == len(rows) and res["label_refusal"] == sum(gold) / len(rows)
+    assert res["keyword_vs_labels"]["agreement"] == sum(a == b for a, b in zip(kw, gold)) / len(rows)
