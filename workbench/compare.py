@@ -255,7 +255,8 @@ def compare_runs(runs: Sequence[Run], *, correction: str = "holm", n_boot: int =
 
 
 # ---- flips --------------------------------------------------------------------------------------
-def _answer(row: pd.Series) -> str:
+def answer_text(row: pd.Series | dict) -> str:
+    """What the model answered: its generation, else the choice it ranked first."""
     gen = row.get("generation")
     if isinstance(gen, str) and gen:
         return gen
@@ -288,8 +289,8 @@ def flipped_items(runs: Sequence[Run], items: dict[str, pd.DataFrame], scopes: S
                 out.append({"baseline": base, "candidate": cand.run_id, "task": s.name, "subject": s.subject,
                             "doc_id": int(ra["doc_id"]), "metric": m,
                             "direction": "right→wrong" if ra[m] > rb[m] else "wrong→right",
-                            "prompt": ra["prompt"], "target": str(target), "answer_baseline": _answer(ra),
-                            "answer_candidate": _answer(rb)})
+                            "prompt": ra["prompt"], "target": str(target), "answer_baseline": answer_text(ra),
+                            "answer_candidate": answer_text(rb)})
     cols = ["baseline", "candidate", "task", "subject", "doc_id", "metric", "direction", "prompt", "target",
             "answer_baseline", "answer_candidate"]
     return pd.DataFrame(out, columns=cols)

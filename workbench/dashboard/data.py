@@ -16,7 +16,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from workbench.compare import PRIMARY_METRICS, Comparison, compare_runs, load_runs, match_items, model_label
+from workbench.compare import (PRIMARY_METRICS, Comparison, answer_text, compare_runs, load_runs, match_items,
+                               model_label)
 from workbench.harness import metric_columns
 from workbench.interp import artifacts
 from workbench.store import Run, RunStore, validate_run_id
@@ -112,18 +113,6 @@ def _primary_of(df: pd.DataFrame) -> pd.Series:
             m = min(ms, key=lambda m: PRIMARY_METRICS.index(m) if m in PRIMARY_METRICS else len(PRIMARY_METRICS))
             out.loc[part.index] = part[m].astype(float)
     return out
-
-
-def answer_text(row: pd.Series | dict[str, Any]) -> str:
-    """What the model answered: its generation, else the choice it ranked first."""
-    gen = row.get("generation")
-    if isinstance(gen, str) and gen:
-        return gen
-    pred, choices = row.get("prediction"), row.get("choices")
-    try:
-        return str(choices[int(pred)])
-    except (TypeError, ValueError, IndexError, KeyError):
-        return "" if pred is None else str(pred)
 
 
 def _short(text: Any) -> str:
