@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from workbench import sandbox as S
-from workbench.codeeval import pass_at_k, program
+from workbench.sandbox import runner as S
+from workbench.scoring.codeeval import pass_at_k, program
 
 LAYERS = S.layers()
 FAST = S.SandboxConfig(timeout_s=3.0)

@@ -1,0 +1,263 @@
+"""Runs inside the sandbox process: lock the process down, then run the untrusted program.
+
+Executed as a script (`python -I -S sandbox_child.py PROGRAM CONFIG_JSON`) by `workbench.sandbox.runner`,
+so it imports only the standard library. The kernel guards it installs (Landlock, seccomp) are
+irreversible and inherited: once applied, nothing the program does can lift them. The Python-level
+prelude is only used where a kernel guard is missing and is not a security boundary.
+
+Exit codes (the parent maps them to reasons): 0 passed, 10 assertion, 11 runtime error, 12 syntax
+error, 13 memory error, 14 sandbox set-up failed; 128+N: the program was killed by signal N.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import struct
+import sys
+
+EXIT_ASSERTION, EXIT_RUNTIME, EXIT_SYNTAX, EXIT_MEMORY, EXIT_SETUP = 10, 11, 12, 13, 14
+
+# ---- Landlock: writes only beneath the work dir, no TCP, no signals out of the sandbox --------
+_SYS_LANDLOCK_CREATE, _SYS_LANDLOCK_ADD_RULE, _SYS_LANDLOCK_RESTRICT = 444, 445, 446
+_PR_SET_NO_NEW_PRIVS = 38
+_FS_WRITE_V1 = (1 << 1) | sum(1 << b for b in range(4, 13))  # WRITE_FILE, REMOVE_*, MAKE_*
+_FS_REFER, _FS_TRUNCATE = 1 << 13, 1 << 14
+_FILE_RIGHTS = (1 << 1) | _FS_TRUNCATE  # the only handled rights that apply to a file (not a dir)
+
+
+def _libc():
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def landlock_abi() -> int:
+    """The kernel's Landlock ABI version, 0 where Landlock is absent or disabled."""
+    libc = _libc()
+    libc.syscall.restype = ctypes.c_long
+    v = libc.syscall(ctypes.c_long(_SYS_LANDLOCK_CREATE), None, ctypes.c_size_t(0), ctypes.c_uint32(1))
+    return max(int(v), 0)
+
+
+def apply_landlock(workdir: str) -> int:
+    """Restrict writes to `workdir` (and /dev/null); deny TCP (ABI>=4) and outward signals (ABI>=6)."""
+    libc = _libc()
+    libc.syscall.restype = ctypes.c_long
+    abi = landlock_abi()
+    if abi < 1:
+        raise OSError("landlock unavailable")
+    fs = _FS_WRITE_V1 | (_FS_REFER if abi >= 2 else 0) | (_FS_TRUNCATE if abi >= 3 else 0)
+    net = 0b11 if abi >= 4 else 0  # BIND_TCP | CONNECT_TCP, with no rule allowing any port
+    scoped = 0b11 if abi >= 6 else 0  # ABSTRACT_UNIX_SOCKET | SIGNAL
+    attr = struct.pack("<QQQ", fs, net, scoped)[: 8 if abi < 4 else 16 if abi < 6 else 24]
+    buf = ctypes.create_string_buffer(attr, len(attr))
+    fd = libc.syscall(ctypes.c_long(_SYS_LANDLOCK_CREATE), buf, ctypes.c_size_t(len(attr)), ctypes.c_uint32(0))
+    if fd < 0:
+        raise OSError(ctypes.get_errno(), "landlock_create_ruleset failed")
+    try:
+        for path, rights in ((workdir, fs), ("/dev/null", _FILE_RIGHTS & fs)):
+            pfd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            try:
+                rule = ctypes.create_string_buffer(struct.pack("<Qi", rights, pfd), 12)
+                if libc.syscall(ctypes.c_long(_SYS_LANDLOCK_ADD_RULE), ctypes.c_int(fd), ctypes.c_int(1), rule,
+                                ctypes.c_uint32(0)) != 0:
+                    raise OSError(ctypes.get_errno(), f"landlock_add_rule({path}) failed")
+            finally:
+                os.close(pfd)
+        if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "PR_SET_NO_NEW_PRIVS failed")
+        if libc.syscall(ctypes.c_long(_SYS_LANDLOCK_RESTRICT), ctypes.c_int(fd), ctypes.c_uint32(0)) != 0:
+            raise OSError(ctypes.get_errno(), "landlock_restrict_self failed")
+    finally:
+        os.close(fd)
+    return abi
+
+
+# ---- seccomp: no new processes, no exec, no signals to others, no inet sockets, no rlimit changes --
+_AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
+_SYSCALLS = {  # name -> number, per architecture
+    "x86_64": dict(fork=57, vfork=58, clone=56, clone3=435, execve=59, execveat=322, kill=62, tkill=200,
+                   tgkill=234, socket=41, ptrace=101, setrlimit=160, prlimit64=302, process_vm_writev=311,
+                   pidfd_send_signal=424, rt_sigqueueinfo=129, rt_tgsigqueueinfo=297),
+    "aarch64": dict(clone=220, clone3=435, execve=221, execveat=281, kill=129, tkill=130, tgkill=131,
+                    socket=198, ptrace=117, setrlimit=164, prlimit64=261, process_vm_writev=271,
+                    pidfd_send_signal=424, rt_sigqueueinfo=138, rt_tgsigqueueinfo=240),
+}
+_DENY = ("fork", "vfork", "execve", "execveat", "tkill", "ptrace", "setrlimit", "prlimit64",
+         "process_vm_writev", "pidfd_send_signal", "rt_sigqueueinfo", "rt_tgsigqueueinfo")
+_RET_ALLOW, _RET_ERRNO, _RET_KILL = 0x7FFF0000, 0x00050000, 0x80000000
+_EPERM, _EACCES, _ENOSYS = 1, 13, 38
+_CLONE_THREAD, _AF_UNIX = 0x00010000, 1
+
+
+def seccomp_supported() -> bool:
+    import platform
+
+    return platform.machine() in _AUDIT_ARCH
+
+
+def _bpf_filter(pid: int) -> bytes:
+    """A classic-BPF seccomp program (struct sock_filter[]) over seccomp_data {nr, arch, ip, args[6]}."""
+    import platform
+
+    arch = platform.machine()
+    nr = _SYSCALLS[arch]
+    LD, JEQ, JSET, JGE, RET = 0x20, 0x15, 0x45, 0x35, 0x06  # BPF_LD|W|ABS, JMP|JEQ|K, JSET, JGE, RET|K
+    prog: list[tuple[int, int, int, int]] = []
+
+    def ins(code: int, jt: int, jf: int, k: int) -> None:
+        prog.append((code, jt, jf, k))
+
+    arg0 = 16  # offsetof(seccomp_data, args[0]), low 32 bits on little-endian
+    ins(LD, 0, 0, 4)
+    ins(JEQ, 1, 0, _AUDIT_ARCH[arch])
+    ins(RET, 0, 0, _RET_KILL)
+    ins(LD, 0, 0, 0)
+    if arch == "x86_64":  # the x32 ABI aliases syscalls above 0x40000000
+        ins(JGE, 0, 1, 0x40000000)
+        ins(RET, 0, 0, _RET_ERRNO | _EPERM)
+    for name in _DENY:
+        if name in nr:
+            ins(JEQ, 0, 1, nr[name])
+            ins(RET, 0, 0, _RET_ERRNO | _EPERM)
+    ins(JEQ, 0, 1, nr["clone3"])  # glibc falls back to clone(), whose flags BPF can inspect
+    ins(RET, 0, 0, _RET_ERRNO | _ENOSYS)
+    # clone: threads only (CLONE_THREAD set); a new process is refused.
+    ins(JEQ, 0, 4, nr["clone"])
+    ins(LD, 0, 0, arg0)
+    ins(JSET, 0, 1, _CLONE_THREAD)
+    ins(RET, 0, 0, _RET_ALLOW)
+    ins(RET, 0, 0, _RET_ERRNO | _EPERM)
+    # kill(pid, sig) / tgkill(tgid, ...): only this process (or its own group, pid 0).
+    for name in ("kill", "tgkill"):
+        ins(LD, 0, 0, 0)
+        ins(JEQ, 0, 5, nr[name])
+        ins(LD, 0, 0, arg0)
+        ins(JEQ, 2, 0, pid)
+        ins(JEQ, 1, 0, 0 if name == "kill" else pid)  # kill(0, sig): its own process group
+        ins(RET, 0, 0, _RET_ERRNO | _EPERM)
+        ins(RET, 0, 0, _RET_ALLOW)
+    # socket(domain, ...): AF_UNIX only.
+    ins(LD, 0, 0, 0)
+    ins(JEQ, 0, 4, nr["socket"])
+    ins(LD, 0, 0, arg0)
+    ins(JEQ, 1, 0, _AF_UNIX)
+    ins(RET, 0, 0, _RET_ERRNO | _EACCES)
+    ins(RET, 0, 0, _RET_ALLOW)
+    ins(RET, 0, 0, _RET_ALLOW)
+    return b"".join(struct.pack("<HBBI", *i) for i in prog)
+
+
+def apply_seccomp() -> None:
+    """Install the filter (after PR_SET_NO_NEW_PRIVS, so no privilege is needed)."""
+    libc = _libc()
+    code = _bpf_filter(os.getpid())
+    n = len(code) // 8
+    filt = ctypes.create_string_buffer(code, len(code))
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    prog = SockFprog(n, ctypes.cast(filt, ctypes.c_void_p))
+    if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "PR_SET_NO_NEW_PRIVS failed")
+    if libc.prctl(22, 2, ctypes.byref(prog), 0, 0) != 0:  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+        raise OSError(ctypes.get_errno(), "PR_SET_SECCOMP failed")
+
+
+# ---- prelude: Python-level refusals where no kernel guard exists (NOT a security boundary) --------
+def apply_prelude() -> None:
+    import socket
+    import subprocess
+
+    me = os.getpid()
+
+    def refuse(*_a, **_k):
+        raise PermissionError("blocked by the workbench sandbox prelude")
+
+    def kill(pid, sig):
+        if pid not in (0, me):
+            refuse()
+        return _kill(pid, sig)
+
+    _kill = os.kill
+    for name in ("fork", "forkpty", "system", "popen", "execv", "execve", "execvp", "execvpe", "spawnv",
+                 "spawnve", "posix_spawn", "posix_spawnp", "killpg", "setsid", "setpgid"):
+        if hasattr(os, name):
+            setattr(os, name, refuse)
+    os.kill = kill
+    subprocess.Popen = refuse  # type: ignore[misc]
+    socket.socket = refuse  # type: ignore[misc]
+    socket.create_connection = refuse
+    import resource
+
+    resource.setrlimit = refuse
+
+
+# ---- the run ------------------------------------------------------------------------------------
+def _run(program: str) -> int:
+    import traceback
+
+    try:
+        with open(program, encoding="utf-8") as fh:
+            code = compile(fh.read(), "program.py", "exec")
+    except (SyntaxError, ValueError) as exc:
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_SYNTAX
+    try:
+        exec(code, {"__name__": "__main__", "__builtins__": __builtins__})
+    except AssertionError:
+        traceback.print_exc()
+        return EXIT_ASSERTION
+    except MemoryError:
+        print("MemoryError", file=sys.stderr)
+        return EXIT_MEMORY
+    except SystemExit as exc:
+        code_ = exc.code
+        return code_ if isinstance(code_, int) else (0 if code_ is None else 1)
+    except BaseException:  # noqa: BLE001 - any other failure is the program's
+        traceback.print_exc()
+        return EXIT_RUNTIME
+    return 0
+
+
+def _supervise_as_init(program: str, cfg: dict) -> None:
+    """As PID 1 of a fresh PID namespace, run the program in a child and mirror how it ended.
+
+    PID 1 ignores signals it has no handler for (SIGXFSZ, a self-SIGKILL), and when it exits the
+    kernel kills every process left in the namespace: so the program runs as PID 2, and this
+    process exits with its status (128+N for signal N), taking any stray descendants with it.
+    """
+    pid = os.fork()
+    if pid == 0:
+        os._exit(_lock_down_and_run(program, cfg))
+    _, status = os.waitpid(pid, 0)
+    os._exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
+
+
+def _lock_down_and_run(program: str, cfg: dict) -> int:
+    sys.stdout.flush()
+    try:
+        if cfg.get("landlock"):
+            apply_landlock(cfg["workdir"])
+        if cfg.get("seccomp"):
+            apply_seccomp()
+        if cfg.get("prelude"):
+            apply_prelude()
+    except Exception as exc:  # noqa: BLE001
+        print(f"sandbox set-up failed: {exc}", file=sys.stderr)
+        return EXIT_SETUP
+    rc = _run(program)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return rc
+
+
+def main() -> None:
+    program, cfg = sys.argv[1], json.loads(sys.argv[2])
+    if os.getpid() == 1:
+        _supervise_as_init(program, cfg)
+    os._exit(_lock_down_and_run(program, cfg))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""Functional-correctness scoring of generated code: HumanEval programs, sandboxed runs, pass@k.
+
+A sample passes if `prompt + completion + test + check(entry_point)` exits cleanly in the sandbox
+(`workbench.sandbox.runner`); this module is the only place task code reaches code execution. pass@k is
+the unbiased estimator of Chen et al. (2021): 1 - C(n-c, k) / C(n, k) over n samples with c correct.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from workbench import settings
+from workbench.sandbox.runner import ExecResult, SandboxConfig, run_programs
+
+
+def program(prompt: str, completion: str, test: str, entry_point: str) -> str:
+    """The program HumanEval runs for one completion (as openai/human-eval's `check_correctness`)."""
+    return f"{prompt}{completion}\n{test}\ncheck({entry_point})\n"
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k for n samples of which c are correct (numerically stable product form)."""
+    if k > n:
+        raise ValueError(f"pass@{k} needs at least {k} samples, got {n}")
+    if n - c < k:
+        return 1.0
+    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+
+
+@dataclass
+class SampleScore:
+    """One doc's n completions, run: pass@k for each k asked, and why each failing one failed."""
+
+    passed: list[bool]
+    reasons: list[str]
+    details: list[str]
+    layers: tuple[str, ...] = ()
+
+    def pass_at(self, k: int) -> float:
+        return pass_at_k(len(self.passed), sum(self.passed), k)
+
+
+def sandbox_config() -> SandboxConfig:
+    """Limits for HumanEval programs: the run's scoring settings (`--sandbox-timeout`, `--sandbox-memory`)."""
+    s = settings.scoring()
+    return SandboxConfig(timeout_s=s.sandbox_timeout_s, memory_mb=s.sandbox_memory_mb)
+
+
+def score_programs(programs: list[str], cfg: SandboxConfig | None = None, workers: int | None = None) -> SampleScore:
+    workers = workers if workers is not None else settings.sandbox_workers()
+    results: list[ExecResult] = run_programs(programs, cfg or sandbox_config(), workers=workers)
+    return SampleScore([r.passed for r in results], [r.reason for r in results], [r.detail for r in results],
+                       results[0].layers if results else ())
