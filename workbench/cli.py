@@ -14,6 +14,23 @@ settings.apply_environment()
 from workbench.errors import WorkbenchError  # noqa: E402
 
 
+class _Format(logging.Formatter):
+    """`workbench: message` for progress notes, `workbench: warning: message` for the rest."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        level = "" if record.levelno == logging.INFO else f"{record.levelname.lower()}: "
+        return f"workbench: {level}{record.getMessage()}"
+
+
+def _logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Format())
+    root = logging.getLogger("workbench")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    root.propagate = False
+
+
 class Parser(argparse.ArgumentParser):
     """argparse whose usage errors are one line, like every other error of the CLI."""
 
@@ -21,7 +38,8 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The CLI's parser; given the arguments, commands that are expensive to describe are built only if invoked."""
     from workbench.commands import add_all
 
     p = Parser(
@@ -35,13 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
-    add_all(sub)
+    invoked = None if argv is None else next((a for a in argv if not a.startswith("-")), "")
+    add_all(sub, invoked)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(format="workbench: %(levelname)s: %(message)s", level=logging.WARNING)
-    args = build_parser().parse_args(argv)
+    _logging()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except WorkbenchError as exc:

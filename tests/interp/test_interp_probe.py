@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from workbench.interp.probe import activations, probe, split, train_probes
 from workbench.interp.probe_data import available, load_dataset

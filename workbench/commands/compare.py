@@ -6,8 +6,9 @@ import json
 from typing import Any
 
 from workbench.analysis.stats import CORRECTIONS
+from workbench.argtypes import float_in
 from workbench.commands import command
-from workbench.commands._common import JSON, STORE, float_in, json_safe
+from workbench.commands._common import JSON, STORE, json_safe
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

@@ -6,8 +6,9 @@ import json
 import sys
 from typing import Any
 
+from workbench.argtypes import csv, float_in, int_at_least
 from workbench.commands import command
-from workbench.commands._common import DATA, JSON, STORE, csv, float_in, int_at_least, json_safe
+from workbench.commands._common import DATA, JSON, STORE, json_safe
 from workbench.errors import WorkbenchError
 from workbench.store.samples import fmt
 

@@ -15,9 +15,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from workbench.argtypes import int_at_least, ints
 from workbench.interp.artifacts import Meta, make_meta, register_kind
 from workbench.interp.errors import InterpError
 from workbench.interp.hooks import HookedModel
+from workbench.interp.tools import Tool, arg, register_tool
 
 INDUCTION_THRESHOLD = 0.5
 
@@ -103,3 +105,16 @@ def analyze(model: HookedModel, prompt: str, *, layers: list[int] | None = None,
                       "prefix_token": model.tokenizer.bos_token}, source)
     return AttentionResult(meta=meta, patterns=pats.astype(np.float32), layers=layers, head_scores=scores,
                            induction_heads=[[int(r.layer), int(r.head), float(r.induction)] for r in ind.itertuples()])
+
+
+TOOL = register_tool(Tool(
+    name="attention", run=analyze,
+    help="attention patterns per layer and head on the prompt, and head scores (previous-token, induction, "
+         "duplicate-token) for every head on repeated random tokens",
+    args=(arg("--layers", type=ints, help="layers whose prompt patterns to keep (default: all)"),
+          arg("--seq-len", type=int_at_least(2), default=40, help="random tokens per half of a head-score sequence"),
+          arg("--n-seqs", type=int_at_least(1), default=4, help="random sequences averaged for head scores"),
+          arg("--seed", type=int, default=0)),
+    from_cli=lambda a, p, m: dict(prompt=p.text, layers=a.layers, seq_len=a.seq_len, n_seqs=a.n_seqs, seed=a.seed),
+    from_sample=lambda s, m: dict(prompt=s.prompt),
+))

@@ -8,15 +8,18 @@ with its size relative to f(x) - f(baseline); `internal_batch_size` bounds memor
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
+from workbench.argtypes import int_at_least
 from workbench.interp.artifacts import Meta, make_meta, register_kind
 from workbench.interp.errors import InterpError
 from workbench.interp.hooks import HookedModel
+from workbench.interp.tools import Tool, arg, register_tool
 
 CONVERGED = 0.05   # relative completeness delta above which the summary warns
 
@@ -100,3 +103,26 @@ def attribute(model: HookedModel, prompt: str, target: str, *, objective: str = 
                              ig=attr.sum(-1)[0].detach().numpy().astype(np.float32),
                              grad_x_input=gxi.numpy().astype(np.float32), f_input=f_x, f_baseline=f_b, delta=d,
                              relative_delta=abs(d) / max(abs(f_x - f_b), 1e-12))
+
+
+def _target(explicit: str | None, sample: Any) -> str:
+    target = explicit if explicit is not None else (sample.target_text if sample else None)
+    if not target:
+        raise InterpError("--target is required (the next token to attribute)")
+    return target
+
+
+TOOL = register_tool(Tool(
+    name="attribution", run=attribute, aliases=("attribute",),
+    help="Integrated Gradients (Captum, on the input embeddings, position 0 kept in the baseline) and gradient x "
+         "input for one target next token",
+    args=(arg("--target", help="target token text (default: the sample's target text)"),
+          arg("--objective", default="logprob", choices=["logprob", "logit"]),
+          arg("--n-steps", type=int_at_least(2), default=64),
+          arg("--internal-batch-size", type=int_at_least(1), default=16, help="IG path points per forward (bounds memory)"),
+          arg("--baseline-token", help="token replacing positions 1.. in the baseline (default pad/eos)")),
+    from_cli=lambda a, p, m: dict(prompt=p.text, target=_target(a.target, p.sample), objective=a.objective,
+                                  n_steps=a.n_steps, internal_batch_size=a.internal_batch_size,
+                                  baseline_token=a.baseline_token),
+    from_sample=lambda s, m: dict(prompt=s.prompt, target=_target(None, s)),
+))

@@ -116,9 +116,6 @@ class HookedModel:
         return int(self.hf.get_output_embeddings().weight.shape[0])
 
     # names
-    def hook_names(self) -> list[str]:
-        return list(self._names)
-
     def check_names(self, names: Iterable[str]) -> list[str]:
         """The names, or UnknownHookError naming the first unknown one and its closest matches."""
         names = list(names)

@@ -15,11 +15,14 @@ import numpy as np
 import pandas as pd
 import torch
 
+from workbench.analysis.stats import mean_estimate
+from workbench.argtypes import float_in, int_at_least
 from workbench.interp.artifacts import Meta, make_meta, register_kind
 from workbench.interp.errors import InterpError
 from workbench.interp.hooks import HookedModel, resid_name
 from workbench.interp.probe_data import ProbeDataset, load_dataset
-from workbench.analysis.stats import mean_estimate
+from workbench.interp.tools import Tool, arg, register_tool
+from workbench.settings import DATA_HELP
 
 POOLS = ("last", "mean")
 
@@ -130,3 +133,19 @@ def probe(model: HookedModel, dataset: str | ProbeDataset, *, pool: str = "last"
                                                    "control": "labels randomly permuted (seeded)"}, source)
     return ProbeResult(meta=meta, dataset=ds.name, pool=pool, by_layer=table, weights=w, bias=b,
                        best_layer=int(table["accuracy"].idxmax()))
+
+
+TOOL = register_tool(Tool(
+    name="probe", run=probe, prompt="none",
+    help="linear probes per layer on a labelled dataset declared in probes/*.yaml: held-out accuracy with 95% CI "
+         "and a random-label control (selectivity)",
+    args=(arg("--dataset", required=True, help="probe dataset name (probes/<name>.yaml)"),
+          arg("--pool", default="last", choices=["last", "mean"], help="token pooling (default last)"),
+          arg("--test-size", type=float_in(0, 1, low_open=True, high_open=True), default=0.3),
+          arg("--C", type=float_in(0, 1e9, low_open=True), default=1.0, help="inverse L2 strength of the logistic probe"),
+          arg("--seed", type=int, default=0),
+          arg("--batch-size", type=int_at_least(1), default=16),
+          arg("--data-dir", help=DATA_HELP)),
+    from_cli=lambda a, p, m: dict(dataset=a.dataset, pool=a.pool, test_size=a.test_size, C=a.C, seed=a.seed,
+                                  batch_size=a.batch_size, data_dir=a.data_dir),
+))

@@ -6,6 +6,7 @@ loads read that (under a second).
 """
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -15,6 +16,8 @@ from workbench import settings
 from workbench.errors import ModelError
 from workbench.eval.models import register_backend
 from workbench.eval.models.hashing import cached_sha256
+
+log = logging.getLogger(__name__)
 
 GGUF_MAGIC = b"GGUF"
 
@@ -59,12 +62,9 @@ def converted_checkpoint(path: Path) -> tuple[Path, str]:
     out = settings.cache_dir() / "gguf" / sha
     if (out / "config.json").is_file() and any(out.glob("*.safetensors")):
         return out, sha
-    import sys
-
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    print(f"converting {path.name} to a float32 checkpoint in {out} (once per file; 30-120 s)",
-          file=sys.stderr, flush=True)
+    log.info("converting %s to a float32 checkpoint in %s (once per file; 30-120 s)", path.name, out)
     tmp = out.with_name(f".{sha}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -93,17 +93,8 @@ def load_path(path: Path, spec: str, backend: str = "gguf", dtype: str = "float3
     model, tok = load_checkpoint(ckpt, dtype)
     from workbench.eval.models.base import ModelInfo
 
-    info = ModelInfo(
-        spec=spec,
-        backend=backend,
-        path=str(path),
-        sha256=sha,
-        dtype=dtype,
-        quantization=f"{gguf_quantization(path)} dequantized to {dtype}",
-        architecture=(model.config.architectures or [type(model).__name__])[0],
-        parameters=sum(p.numel() for p in model.parameters()),
-        extra={"checkpoint": str(ckpt)},
-    )
+    info = ModelInfo.from_hf(model, spec=spec, backend=backend, path=str(path), sha256=sha, dtype=dtype,
+                             quantization=f"{gguf_quantization(path)} dequantized to {dtype}", checkpoint=str(ckpt))
     return HFBackend(model, tok, info, **opts)
 
 

@@ -182,16 +182,8 @@ def weights_sha256(path: Path) -> str:
 
 def backend_from_checkpoint(path: Path, spec: str, backend: str, dtype: str = "float32", **opts: Any) -> HFBackend:
     model, tok = load_checkpoint(path, dtype)
-    info = ModelInfo(
-        spec=spec,
-        backend=backend,
-        path=str(path),
-        sha256=weights_sha256(path),
-        dtype=dtype,
-        quantization="none",
-        architecture=(model.config.architectures or [type(model).__name__])[0],
-        parameters=sum(p.numel() for p in model.parameters()),
-    )
+    info = ModelInfo.from_hf(model, spec=spec, backend=backend, path=str(path), sha256=weights_sha256(path),
+                             dtype=dtype, quantization="none")
     return HFBackend(model, tok, info, **opts)
 
 

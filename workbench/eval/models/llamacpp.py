@@ -9,12 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from lm_eval.api.model import TemplateLM
 from tqdm import tqdm
 
 from workbench import settings
 from workbench.errors import ModelError
 from workbench.eval.models import register_backend
-from workbench.eval.models.base import ModelInfo, WorkbenchLM
+from workbench.eval.models.base import ModelInfo, WorkbenchLM, cut_at_stops, stop_sequences
 from workbench.eval.models.gguf import check_gguf, gguf_quantization, resolve_gguf
 from workbench.eval.models.hashing import cached_sha256
 
@@ -29,7 +30,9 @@ def _import_llama():
     return Llama
 
 
-class LlamaCppLM(WorkbenchLM):
+class LlamaCppLM(WorkbenchLM, TemplateLM):
+    """lm-eval's TemplateLM (its context/continuation tokenisation) over llama.cpp's kernels."""
+
     def __init__(self, path: str, info: ModelInfo, n_ctx: int = 4096, n_threads: int | None = None, seed: int = 0) -> None:
         super().__init__()
         Llama = _import_llama()
@@ -42,23 +45,19 @@ class LlamaCppLM(WorkbenchLM):
         self._gen = None
         self.info = info
         self.n_ctx = int(n_ctx)
-        self.prefix_id = self.llm.token_bos() if self.llm.token_bos() >= 0 else self.llm.token_eos()
         self.add_bos = bool(self.llm.metadata.get("tokenizer.ggml.add_bos_token", "false") == "true")
 
-    # -- tokenisation mirrors lm-eval's HFLM: encode whole, split off the context's tokens --
-    def _enc(self, text: str) -> list[int]:
-        return self.llm.tokenize(text.encode("utf-8"), add_bos=self.add_bos, special=True) if text else []
+    @property
+    def eot_token_id(self) -> int:
+        return int(self.llm.token_eos())
 
-    def _pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
-        n_spaces = len(context) - len(context.rstrip())
-        if n_spaces:
-            continuation = context[-n_spaces:] + continuation
-            context = context[:-n_spaces]
-        whole = self._enc(context + continuation)
-        ctx = self._enc(context)
-        cont = whole[len(ctx):]
-        ctx = whole[: len(whole) - len(cont)] or [self.prefix_id]
-        return ctx, cont
+    @property
+    def prefix_token_id(self) -> int:
+        return int(self.llm.token_bos()) if self.llm.token_bos() >= 0 else self.eot_token_id
+
+    def tok_encode(self, string: str, add_special_tokens: bool | None = None, **kwargs: Any) -> list[int]:
+        add_bos = self.add_bos if add_special_tokens is None else bool(add_special_tokens and self.add_bos)
+        return self.llm.tokenize(string.encode("utf-8"), add_bos=add_bos, special=True) if string else []
 
     def _eval(self, toks: list[int]) -> None:
         """Evaluate toks, reusing the KV cache for the prefix shared with what is already in it."""
@@ -69,30 +68,29 @@ class LlamaCppLM(WorkbenchLM):
         self.llm.n_tokens = n  # Llama.eval() drops KV entries at and after n_tokens
         self.llm.eval(toks[n:])
 
-    def loglikelihood(self, requests, disable_tqdm: bool = False):
-        order = sorted(range(len(requests)), key=lambda i: requests[i].args[0])  # neighbours share prefixes
+    def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs: Any):
+        order = sorted(range(len(requests)), key=lambda i: requests[i][1])  # neighbours share prefixes
         out: list[Any] = [None] * len(requests)
         for i in tqdm(order, disable=disable_tqdm, desc="loglikelihood", leave=False):
-            context, continuation = requests[i].args
-            ctx, cont = self._pair(context, continuation)
-            toks = (ctx + cont)[-self.n_ctx:]
+            args, ctx, cont = requests[i]
+            toks = ((ctx or [self.prefix_token_id]) + cont)[-self.n_ctx:]
             self._eval(toks)
             x = np.asarray(self.llm.scores[len(toks) - len(cont) - 1: len(toks) - 1], dtype=np.float64)
             lp = x - np.logaddexp.reduce(x, axis=-1, keepdims=True)
             tgt = np.asarray(cont)
             res = (float(lp[np.arange(len(cont)), tgt].sum()), bool((lp.argmax(-1) == tgt).all()))
             out[i] = res
-            self.cache_hook.add_partial("loglikelihood", requests[i].args, res)
+            self.cache_hook.add_partial("loglikelihood", args, res)
         return out
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
         out = []
         for req in tqdm(requests, disable=disable_tqdm, desc="rolling", leave=False):
-            toks, total, start = self._enc(req.args[0]), 0.0, 0
+            toks, total, start = self.tok_encode(req.args[0]), 0.0, 0
             window = self.n_ctx - 1
             while start < len(toks):  # disjoint windows; each token scored once
                 chunk = toks[start: start + window]
-                ids = ([self.prefix_id] + chunk) if start == 0 else toks[start - 1: start + len(chunk)]
+                ids = ([self.prefix_token_id] + chunk) if start == 0 else toks[start - 1: start + len(chunk)]
                 self._eval(ids)
                 x = np.asarray(self.llm.scores[: len(ids) - 1], dtype=np.float64)
                 lp = x - np.logaddexp.reduce(x, axis=-1, keepdims=True)
@@ -108,15 +106,13 @@ class LlamaCppLM(WorkbenchLM):
         out = []
         for req in tqdm(requests, disable=disable_tqdm, desc="generate", leave=False):
             context, kw = req.args
-            until = kw.get("until") or []
-            until = [until] if isinstance(until, str) else list(until)
+            until = stop_sequences(kw.get("until"))
             text = self._gen.create_completion(
                 context, max_tokens=int(kw.get("max_gen_toks", 256)), stop=until or None,
                 temperature=float(kw.get("temperature", 0.0)) if kw.get("do_sample") else 0.0, top_k=1 if not kw.get("do_sample") else 40,
                 seed=0,
             )["choices"][0]["text"]
-            for s in until:
-                text = text.split(s)[0]
+            text = cut_at_stops(text, until)
             out.append(text)
             self.cache_hook.add_partial("generate_until", req.args, text)
         return out

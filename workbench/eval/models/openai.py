@@ -11,20 +11,24 @@ Two ways to score a continuation:
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 
 import requests
+from lm_eval.api.model import TemplateLM
+from requests.adapters import HTTPAdapter
 from tqdm import tqdm
+from urllib3.util.retry import Retry
 
 from workbench.errors import ModelError
 from workbench.eval.models import register_backend
-from workbench.eval.models.base import ModelInfo, WorkbenchLM
+from workbench.eval.models.base import ModelInfo, WorkbenchLM, cut_at_stops, stop_sequences
 
 _PROBE = ("The capital of France is", " Paris, and the capital of Italy is Rome.")
 
 
-class OpenAICompletionsLM(WorkbenchLM):
+class OpenAICompletionsLM(WorkbenchLM, TemplateLM):
+    """Scores through the server; forced scoring tokenises as lm-eval's TemplateLM does."""
+
     def __init__(self, base_url: str, info: ModelInfo, model: str | None = None, mode: str = "auto",
                  timeout: float = 120.0, retries: int = 3, api_key: str | None = None) -> None:
         super().__init__()
@@ -37,6 +41,11 @@ class OpenAICompletionsLM(WorkbenchLM):
         self.info = info
         self.timeout, self.retries = timeout, retries
         self.session = requests.Session()
+        # Transient failures (connection errors, 5xx, 429) are retried with backoff by urllib3.
+        retry = Retry(total=retries, backoff_factor=0.5, status_forcelist=(429, 500, 502, 503, 504),
+                      allowed_methods=None, raise_on_status=False)
+        self.session.mount("http://", HTTPAdapter(max_retries=retry))
+        self.session.mount("https://", HTTPAdapter(max_retries=retry))
         key = api_key or os.environ.get("OPENAI_API_KEY")
         if key:
             self.session.headers["Authorization"] = f"Bearer {key}"
@@ -49,19 +58,16 @@ class OpenAICompletionsLM(WorkbenchLM):
 
     # ---- HTTP -------------------------------------------------------------------------------
     def _post(self, url: str, payload: dict[str, Any]) -> dict[str, Any]:
-        last: Exception | None = None
-        for attempt in range(self.retries):
-            try:
-                r = self.session.post(url, json=payload, timeout=self.timeout)
-                if r.status_code < 500:
-                    if r.status_code >= 400:
-                        raise ModelError(f"server at {self.root} refused the request ({r.status_code}): {r.text[:200]}")
-                    return r.json()
-                last = RuntimeError(f"HTTP {r.status_code}: {r.text[:200]}")
-            except requests.RequestException as exc:
-                last = exc
-            time.sleep(0.5 * 2 ** attempt)
-        raise ModelError(f"no usable answer from {url} after {self.retries} tries: {last}")
+        try:
+            r = self.session.post(url, json=payload, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise ModelError(f"no answer from {url} after {self.retries} retries: {exc}") from None
+        if r.status_code >= 400:
+            raise ModelError(f"server at {self.root} refused the request ({r.status_code}): {r.text[:200]}")
+        try:
+            return r.json()
+        except ValueError:
+            raise ModelError(f"server at {url} answered with something that is not JSON: {r.text[:200]!r}") from None
 
     def _first_model(self) -> str:
         try:
@@ -73,6 +79,13 @@ class OpenAICompletionsLM(WorkbenchLM):
 
     def _complete(self, **payload: Any) -> dict[str, Any]:
         return self._post(f"{self.base}/completions", {"model": self.model, "temperature": 0.0, **payload})["choices"][0]
+
+    @property
+    def eot_token_id(self) -> int:
+        raise ModelError("the openai backend cannot score an empty context (no end-of-text id from the server)")
+
+    def tok_encode(self, string: str, add_special_tokens: bool | None = None, **kwargs: Any) -> list[int]:
+        return self.tokenize(string) if string else []
 
     def tokenize(self, text: str) -> list[int]:
         for path, body, key in (("/extras/tokenize", {"input": text}, "tokens"),
@@ -98,15 +111,10 @@ class OpenAICompletionsLM(WorkbenchLM):
                 greedy = greedy and max(top, key=top.get) == tok
         return total, greedy
 
-    def _split(self, context: str, continuation: str) -> list[int]:
-        n_spaces = len(context) - len(context.rstrip())
-        if n_spaces:  # lm-eval's rule: trailing context whitespace belongs to the continuation
-            continuation, context = context[-n_spaces:] + continuation, context[:-n_spaces]
-        whole = self.tokenize(context + continuation)
-        return whole[len(self.tokenize(context)):]
-
-    def _score_forced(self, context: str, continuation: str) -> tuple[float, bool]:
-        cont = self._split(context, continuation)
+    def _score_forced(self, context: str, continuation: str, cont: list[int] | None = None) -> tuple[float, bool]:
+        """Force each continuation token in turn (`cont`: its ids, from lm-eval's pair encoding)."""
+        if cont is None:
+            cont = self._encode_pair(context, continuation)[1]
         total, greedy, prefix = 0.0, True, context
         for tok in cont:
             c = self._complete(prompt=prefix, max_tokens=1, logprobs=1, logit_bias={str(tok): 100})
@@ -126,12 +134,21 @@ class OpenAICompletionsLM(WorkbenchLM):
         return "echo" if abs(echo - forced) < 1e-2 else "forced"
 
     def loglikelihood(self, requests_, disable_tqdm: bool = False):
-        score = self._score_echo if self.mode == "echo" else self._score_forced
+        if self.mode != "echo":  # forced: lm-eval's TemplateLM tokenises, _loglikelihood_tokens scores
+            return super().loglikelihood(requests_, disable_tqdm=disable_tqdm)
         out = []
         for req in tqdm(requests_, disable=disable_tqdm, desc="loglikelihood", leave=False):
-            res = score(*req.args)
+            res = self._score_echo(*req.args)
             out.append(res)
             self.cache_hook.add_partial("loglikelihood", req.args, res)
+        return out
+
+    def _loglikelihood_tokens(self, requests_, disable_tqdm: bool = False, **kwargs: Any):
+        out = []
+        for args, _ctx, cont in tqdm(requests_, disable=disable_tqdm, desc="loglikelihood", leave=False):
+            res = self._score_forced(*args, cont=cont)
+            out.append(res)
+            self.cache_hook.add_partial("loglikelihood", args, res)
         return out
 
     def loglikelihood_rolling(self, requests_, disable_tqdm: bool = False):
@@ -141,13 +158,10 @@ class OpenAICompletionsLM(WorkbenchLM):
         out = []
         for req in tqdm(requests_, disable=disable_tqdm, desc="generate", leave=False):
             context, kw = req.args
-            until = kw.get("until") or []
-            until = [until] if isinstance(until, str) else list(until)
+            until = stop_sequences(kw.get("until"))
             c = self._complete(prompt=context, max_tokens=int(kw.get("max_gen_toks", 256)), stop=until[:4] or None,
                                temperature=float(kw.get("temperature", 0.0)) if kw.get("do_sample") else 0.0)
-            text = c["text"]
-            for s in until:
-                text = text.split(s)[0]
+            text = cut_at_stops(c["text"], until)
             out.append(text)
             self.cache_hook.add_partial("generate_until", req.args, text)
         return out

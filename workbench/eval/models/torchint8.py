@@ -35,8 +35,8 @@ def load(target: str, spec: str, dtype: str = "float32", **opts: Any):
     with warnings.catch_warnings():  # torch flags its quantized tensor API as deprecated
         warnings.simplefilter("ignore")
         model.model = quantize_dynamic(model.model, {torch.nn.Linear}, dtype=torch.qint8)
-    info = ModelInfo(spec=spec, backend="int8", path=str(path), sha256=sha, dtype="float32",
-                     quantization=f"{source}, torch dynamic int8 (qint8 per-tensor Linear weights)",
-                     architecture=(model.config.architectures or [type(model).__name__])[0], parameters=n_params,
-                     extra={"checkpoint": str(ckpt), "torch_quantized_engine": torch.backends.quantized.engine})
+    info = ModelInfo.from_hf(model, spec=spec, backend="int8", path=str(path), sha256=sha, dtype="float32",
+                             quantization=f"{source}, torch dynamic int8 (qint8 per-tensor Linear weights)",
+                             parameters=n_params, checkpoint=str(ckpt),
+                             torch_quantized_engine=torch.backends.quantized.engine)
     return HFBackend(model, tok, info, **opts)
