@@ -14,8 +14,11 @@ every result (`ExecResult.layers`):
   program's namespace ends the kernel kills every process left in it.
 - `landlock` (Linux >= 5.13): writes only beneath the working directory (and /dev/null); TCP bind
   and connect denied (ABI >= 4); signals and abstract unix sockets scoped to the sandbox (ABI >= 6).
-- `seccomp` (x86_64, aarch64): fork/vfork/clone-without-CLONE_THREAD, exec, ptrace, setrlimit and
-  prlimit refused; kill/tgkill only to the program itself; sockets only AF_UNIX.
+- `seccomp` (x86_64, aarch64): fork/vfork/clone-without-CLONE_THREAD, exec, ptrace, reading or
+  writing other processes' memory, setrlimit/prlimit and io_uring refused; kill/tgkill only to the
+  program itself; no socket() of any family (so no pathname unix socket either: Landlock does not
+  cover connecting to one), no connect(), no sendto() with an address, no sendmsg(); socketpair()
+  and send() on it still work.
 - `prelude`: only where seccomp is unavailable, Python-level refusals (os.fork, os.kill of another
   pid, subprocess, socket). A program can undo these; this layer is NOT a security boundary.
 

@@ -72,21 +72,32 @@ def apply_landlock(workdir: str) -> int:
     return abi
 
 
-# ---- seccomp: no new processes, no exec, no signals to others, no inet sockets, no rlimit changes --
+# ---- seccomp: no new processes, no exec, no signals to others, no sockets but socketpair, no rlimit changes
 _AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
 _SYSCALLS = {  # name -> number, per architecture
     "x86_64": dict(fork=57, vfork=58, clone=56, clone3=435, execve=59, execveat=322, kill=62, tkill=200,
-                   tgkill=234, socket=41, ptrace=101, setrlimit=160, prlimit64=302, process_vm_writev=311,
-                   pidfd_send_signal=424, rt_sigqueueinfo=129, rt_tgsigqueueinfo=297),
+                   tgkill=234, socket=41, connect=42, sendto=44, sendmsg=46, sendmmsg=307, ptrace=101,
+                   setrlimit=160, prlimit64=302, process_vm_readv=310, process_vm_writev=311,
+                   pidfd_send_signal=424, pidfd_getfd=438, rt_sigqueueinfo=129, rt_tgsigqueueinfo=297,
+                   io_uring_setup=425, io_uring_enter=426, io_uring_register=427),
     "aarch64": dict(clone=220, clone3=435, execve=221, execveat=281, kill=129, tkill=130, tgkill=131,
-                    socket=198, ptrace=117, setrlimit=164, prlimit64=261, process_vm_writev=271,
-                    pidfd_send_signal=424, rt_sigqueueinfo=138, rt_tgsigqueueinfo=240),
+                    socket=198, connect=203, sendto=206, sendmsg=211, sendmmsg=269, ptrace=117, setrlimit=164,
+                    prlimit64=261, process_vm_readv=270, process_vm_writev=271, pidfd_send_signal=424,
+                    pidfd_getfd=438, rt_sigqueueinfo=138, rt_tgsigqueueinfo=240, io_uring_setup=425,
+                    io_uring_enter=426, io_uring_register=427),
 }
-_DENY = ("fork", "vfork", "execve", "execveat", "tkill", "ptrace", "setrlimit", "prlimit64",
-         "process_vm_writev", "pidfd_send_signal", "rt_sigqueueinfo", "rt_tgsigqueueinfo")
 _RET_ALLOW, _RET_ERRNO, _RET_KILL = 0x7FFF0000, 0x00050000, 0x80000000
 _EPERM, _EACCES, _ENOSYS = 1, 13, 38
-_CLONE_THREAD, _AF_UNIX = 0x00010000, 1
+# Refused outright. Sockets: socket() for every family (AF_UNIX included: Landlock does not cover
+# connecting to a pathname socket, and BPF cannot read the address a pointer argument points to),
+# connect(), and sendmsg/sendmmsg (their msghdr may carry an address); socketpair() stays allowed.
+# io_uring would run socket and file operations past this filter.
+_DENY = {**{name: _EPERM for name in ("fork", "vfork", "execve", "execveat", "tkill", "ptrace", "setrlimit",
+                                      "prlimit64", "process_vm_readv", "process_vm_writev", "pidfd_send_signal",
+                                      "pidfd_getfd", "rt_sigqueueinfo", "rt_tgsigqueueinfo", "io_uring_setup",
+                                      "io_uring_enter", "io_uring_register")},
+         **{name: _EACCES for name in ("socket", "connect", "sendmsg", "sendmmsg")}}
+_CLONE_THREAD = 0x00010000
 
 
 def seccomp_supported() -> bool:
@@ -107,7 +118,9 @@ def _bpf_filter(pid: int) -> bytes:
     def ins(code: int, jt: int, jf: int, k: int) -> None:
         prog.append((code, jt, jf, k))
 
-    arg0 = 16  # offsetof(seccomp_data, args[0]), low 32 bits on little-endian
+    def arg(i: int, high: bool = False) -> int:  # offsetof(seccomp_data, args[i]), little-endian halves
+        return 16 + 8 * i + (4 if high else 0)
+
     ins(LD, 0, 0, 4)
     ins(JEQ, 1, 0, _AUDIT_ARCH[arch])
     ins(RET, 0, 0, _RET_KILL)
@@ -115,15 +128,15 @@ def _bpf_filter(pid: int) -> bytes:
     if arch == "x86_64":  # the x32 ABI aliases syscalls above 0x40000000
         ins(JGE, 0, 1, 0x40000000)
         ins(RET, 0, 0, _RET_ERRNO | _EPERM)
-    for name in _DENY:
+    for name, errno in _DENY.items():
         if name in nr:
             ins(JEQ, 0, 1, nr[name])
-            ins(RET, 0, 0, _RET_ERRNO | _EPERM)
+            ins(RET, 0, 0, _RET_ERRNO | errno)
     ins(JEQ, 0, 1, nr["clone3"])  # glibc falls back to clone(), whose flags BPF can inspect
     ins(RET, 0, 0, _RET_ERRNO | _ENOSYS)
     # clone: threads only (CLONE_THREAD set); a new process is refused.
     ins(JEQ, 0, 4, nr["clone"])
-    ins(LD, 0, 0, arg0)
+    ins(LD, 0, 0, arg(0))
     ins(JSET, 0, 1, _CLONE_THREAD)
     ins(RET, 0, 0, _RET_ALLOW)
     ins(RET, 0, 0, _RET_ERRNO | _EPERM)
@@ -131,16 +144,18 @@ def _bpf_filter(pid: int) -> bytes:
     for name in ("kill", "tgkill"):
         ins(LD, 0, 0, 0)
         ins(JEQ, 0, 5, nr[name])
-        ins(LD, 0, 0, arg0)
+        ins(LD, 0, 0, arg(0))
         ins(JEQ, 2, 0, pid)
         ins(JEQ, 1, 0, 0 if name == "kill" else pid)  # kill(0, sig): its own process group
         ins(RET, 0, 0, _RET_ERRNO | _EPERM)
         ins(RET, 0, 0, _RET_ALLOW)
-    # socket(domain, ...): AF_UNIX only.
+    # sendto(fd, buf, len, flags, dest_addr, addrlen): only without an address (send() on a socketpair).
     ins(LD, 0, 0, 0)
-    ins(JEQ, 0, 4, nr["socket"])
-    ins(LD, 0, 0, arg0)
-    ins(JEQ, 1, 0, _AF_UNIX)
+    ins(JEQ, 0, 6, nr["sendto"])
+    ins(LD, 0, 0, arg(4))
+    ins(JEQ, 0, 2, 0)
+    ins(LD, 0, 0, arg(4, high=True))
+    ins(JEQ, 1, 0, 0)
     ins(RET, 0, 0, _RET_ERRNO | _EACCES)
     ins(RET, 0, 0, _RET_ALLOW)
     ins(RET, 0, 0, _RET_ALLOW)
