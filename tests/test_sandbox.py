@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from workbench import sandbox as S
-from workbench.codeeval import pass_at_k, program
+from workbench.sandbox import runner as S
+from workbench.scoring.codeeval import pass_at_k, program
 
 LAYERS = S.layers()
 FAST = S.SandboxConfig(timeout_s=3.0)
@@ -107,7 +107,7 @@ def test_a_program_with_tests_passes_only_when_the_tests_return():
 SECCOMP_PROBE = """
 import ctypes, errno, json, os, platform, sys
 sys.path.insert(0, {root!r})
-from workbench import sandbox_child as child
+from workbench.sandbox import child
 nr = child._SYSCALLS[platform.machine()]
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
@@ -138,7 +138,9 @@ def test_seccomp_refuses_sockets_io_uring_and_other_processes_memory():
     import sys
     from pathlib import Path
 
-    root = str(Path(S.__file__).resolve().parents[1])
+    import workbench
+
+    root = str(Path(workbench.__file__).resolve().parents[1])
     res = subprocess.run([sys.executable, "-I", "-c", SECCOMP_PROBE.format(root=root)], capture_output=True,
                          text=True, timeout=60, check=True)
     got = json.loads(res.stdout)

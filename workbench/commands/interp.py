@@ -5,9 +5,9 @@ import argparse
 import sys
 from typing import Any, Callable
 
+from workbench.commands import command
 from workbench.errors import WorkbenchError
-
-ARTIFACTS_HELP = "artifact root (default: $WORKBENCH_ARTIFACTS, else ./workbench-artifacts)"
+from workbench.settings import ARTIFACTS_HELP, DATA_HELP, STORE_HELP
 
 
 def _ints(value: str) -> list[int]:
@@ -140,11 +140,12 @@ def _common(p: argparse.ArgumentParser, prompt: bool = True) -> None:
         p.add_argument("--run", help="take the prompt from this stored eval run ...")
         p.add_argument("--sample", help="... and this sample's doc_id")
         p.add_argument("--task", help="the sample's task, when several tasks of the run share the doc_id")
-        p.add_argument("--store", help="run store (default: $WORKBENCH_STORE, else ./workbench-runs)")
+        p.add_argument("--store", help=STORE_HELP)
     p.add_argument("--artifacts", help=ARTIFACTS_HELP)
     p.add_argument("--quiet", action="store_true", help="print only the artifact id")
 
 
+@command("interp", order=60)
 def register(subparsers: Any) -> None:
     ip = subparsers.add_parser("interp", help="interpretability tools; each saves an artifact",
                                description="Run an interpretability tool on a model and save its result as an "
@@ -183,7 +184,7 @@ def register(subparsers: Any) -> None:
     pr.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of the logistic probe")
     pr.add_argument("--seed", type=int, default=0)
     pr.add_argument("--batch-size", type=int, default=16)
-    pr.add_argument("--data-dir", help="benchmark mirror (default: $WORKBENCH_DATA_DIR, else ../shared/benchmark-data)")
+    pr.add_argument("--data-dir", help=DATA_HELP)
 
     t = tool("attribute", cmd_attribute, "Integrated Gradients (Captum, embeddings, position 0 fixed in the "
              "baseline) and gradient x input for one target next token")
@@ -210,7 +211,7 @@ def register(subparsers: Any) -> None:
     d.add_argument("--run", help="also use this run's sample ...")
     d.add_argument("--sample", help="... with this doc_id")
     d.add_argument("--task")
-    d.add_argument("--store")
+    d.add_argument("--store", help=STORE_HELP)
     d.add_argument("--artifacts", help=ARTIFACTS_HELP)
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=cmd_drift)

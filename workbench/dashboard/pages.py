@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 from urllib.parse import parse_qs, quote, unquote
 
 import dash_ag_grid as dag
 from dash import dcc, html
 
-from workbench.compare import Comparison, model_label
+from workbench.analysis.compare import Comparison, model_label
 from workbench.dashboard import views as V
-from workbench.dashboard.data import (DashboardData, filter_rows, filter_samples, leaderboard, sample_detail,
-                                      sample_rows)
+from workbench.dashboard.data import DashboardData, filter_rows, filter_samples, leaderboard, sample_detail, sample_rows
 from workbench.errors import WorkbenchError
 
 CORRECTIONS = ("holm", "bh", "bonferroni", "none")
@@ -93,14 +93,14 @@ def paired_rows(c: Comparison) -> list[dict[str, Any]]:
 def compare_page(data: DashboardData, query: dict[str, str]) -> html.Div:
     import dataclasses
 
-    from workbench.report import _forest_figure  # the report's forest plot, reused as is
+    from workbench.analysis.report import _forest_figure  # the report's forest plot, reused as is
 
     ids = [unquote(i) for i in query.get("runs", "").split(",") if i]
     correction = query.get("correction", "holm")
     subjects = query.get("subjects") == "1"
     if correction not in CORRECTIONS:
         return error_box(f"unknown correction {correction!r}; choose from {', '.join(CORRECTIONS)}")
-    c = data.comparison(ids, correction)
+    c = data.comparison(tuple(ids), correction)
     base = c.baseline.run_id
     runs = html.Ul([html.Li([html.B("baseline " if r.run_id == base else "candidate "), html.Code(r.run_id), " · ",
                              model_label(r)]) for r in c.runs])

@@ -5,27 +5,27 @@ never as HTML.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from dash import dcc, html
 
 from workbench.dashboard import figures as F
+from workbench.registry import Registry
 
-_VIEWS: dict[str, Callable[[Any], list]] = {}
+View = Callable[[Any], list]
+VIEWS: Registry[View] = Registry("artifact view")
 GRAPH_CONFIG = {"displaylogo": False}
 
 
-def view(kind: str):
+def view(kind: str) -> Callable[[View], View]:
     """Register the page builder for artifact kind `kind`."""
-    def deco(fn: Callable[[Any], list]) -> Callable[[Any], list]:
-        _VIEWS[kind] = fn
-        return fn
-    return deco
+    return VIEWS.register(kind)
 
 
-def views() -> dict[str, Callable[[Any], list]]:
-    return dict(_VIEWS)
+def views() -> dict[str, View]:
+    return {e.name: e.obj for e in VIEWS.entries()}
 
 
 def graph(fig, id_: str | None = None) -> dcc.Graph:
@@ -70,7 +70,7 @@ def attention_view(r: Any) -> list:
         html.Div([html.Label("Head score"), dcc.RadioItems(id="attn-score", options=metrics, value=metrics[0], inline=True)],
                  className="controls"),
         graph(F.head_score_overview(r.head_scores, metrics[0]), "attn-overview"),
-        html.P(f"Induction heads (score above threshold): "
+        html.P("Induction heads (score above threshold): "
                + (", ".join(f"L{int(l)}H{int(h)} ({s:.2f})" for l, h, s in r.induction_heads) or "none"),
                className="note"),
     ]

@@ -19,7 +19,7 @@ from workbench.interp.artifacts import Meta, make_meta, register_kind
 from workbench.interp.errors import InterpError
 from workbench.interp.hooks import HookedModel, resid_name
 from workbench.interp.probe_data import ProbeDataset, load_dataset
-from workbench.stats import mean_estimate
+from workbench.analysis.stats import mean_estimate
 
 POOLS = ("last", "mean")
 
