@@ -1,22 +1,31 @@
-"""Runs inside the sandbox process: lock the process down, then run the untrusted program.
+"""Runs inside the sandbox process: lock it down, run the untrusted program, then its tests; report.
 
-Executed as a script (`python -I -S sandbox_child.py PROGRAM CONFIG_JSON`) by `workbench.sandbox.runner`,
-so it imports only the standard library. The kernel guards it installs (Landlock, seccomp) are
+Executed as a script (`python -I -S child.py CONFIG_JSON`) by `workbench.sandbox.runner`, so it
+imports only the standard library. The kernel guards it installs (Landlock, seccomp) are
 irreversible and inherited: once applied, nothing the program does can lift them. The Python-level
-prelude is only used where a kernel guard is missing and is not a security boundary.
+prelude (only where seccomp is missing) and the audit-hook guard are not security boundaries.
 
-Exit codes (the parent maps them to reasons): 0 passed, 10 assertion, 11 runtime error, 12 syntax
-error, 13 memory error, 14 sandbox set-up failed; 128+N: the program was killed by signal N.
+Protocol with the parent (the threat model is in `workbench.sandbox.runner`):
+- fd `token_fd`: a pipe holding two random shares of the sample's completion token; read and
+  closed before anything else, so the token is never whole in this process before the end.
+- fd `report_fd`: a file outside the work dir. The runner's last act is one line
+  `VERDICT TOKEN DETAIL` (TOKEN = hex(share1 XOR share2)), written only when control has come back
+  to it after the program and its tests ran (or raised); then `os._exit(0)`. The parent believes a
+  verdict only with the right token; every other way the process ends was the program's doing.
+Verdicts: passed, assertion, runtime, syntax, memory, early_exit (SystemExit), setup (lock-down failed).
+Exit code EXIT_SETUP: no token could be read (nothing of the program ran).
 """
 from __future__ import annotations
 
-import ctypes
+import builtins
 import json
 import os
 import struct
 import sys
 
-EXIT_ASSERTION, EXIT_RUNTIME, EXIT_SYNTAX, EXIT_MEMORY, EXIT_SETUP = 10, 11, 12, 13, 14
+EXIT_SETUP = 14
+TOKEN_BYTES = 16
+VERDICTS = ("passed", "assertion", "runtime", "syntax", "memory", "early_exit", "setup")
 
 # ---- Landlock: writes only beneath the work dir, no TCP, no signals out of the sandbox --------
 _SYS_LANDLOCK_CREATE, _SYS_LANDLOCK_ADD_RULE, _SYS_LANDLOCK_RESTRICT = 444, 445, 446
@@ -27,11 +36,15 @@ _FILE_RIGHTS = (1 << 1) | _FS_TRUNCATE  # the only handled rights that apply to 
 
 
 def _libc():
+    import ctypes  # imported here, not at module level, so the guard can take it away from the program
+
     return ctypes.CDLL(None, use_errno=True)
 
 
 def landlock_abi() -> int:
     """The kernel's Landlock ABI version, 0 where Landlock is absent or disabled."""
+    import ctypes
+
     libc = _libc()
     libc.syscall.restype = ctypes.c_long
     v = libc.syscall(ctypes.c_long(_SYS_LANDLOCK_CREATE), None, ctypes.c_size_t(0), ctypes.c_uint32(1))
@@ -40,6 +53,8 @@ def landlock_abi() -> int:
 
 def apply_landlock(workdir: str) -> int:
     """Restrict writes to `workdir` (and /dev/null); deny TCP (ABI>=4) and outward signals (ABI>=6)."""
+    import ctypes
+
     libc = _libc()
     libc.syscall.restype = ctypes.c_long
     abi = landlock_abi()
@@ -72,21 +87,32 @@ def apply_landlock(workdir: str) -> int:
     return abi
 
 
-# ---- seccomp: no new processes, no exec, no signals to others, no inet sockets, no rlimit changes --
+# ---- seccomp: no new processes, no exec, no signals to others, no sockets but socketpair, no rlimit changes
 _AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
 _SYSCALLS = {  # name -> number, per architecture
     "x86_64": dict(fork=57, vfork=58, clone=56, clone3=435, execve=59, execveat=322, kill=62, tkill=200,
-                   tgkill=234, socket=41, ptrace=101, setrlimit=160, prlimit64=302, process_vm_writev=311,
-                   pidfd_send_signal=424, rt_sigqueueinfo=129, rt_tgsigqueueinfo=297),
+                   tgkill=234, socket=41, connect=42, sendto=44, sendmsg=46, sendmmsg=307, ptrace=101,
+                   setrlimit=160, prlimit64=302, process_vm_readv=310, process_vm_writev=311,
+                   pidfd_send_signal=424, pidfd_getfd=438, rt_sigqueueinfo=129, rt_tgsigqueueinfo=297,
+                   io_uring_setup=425, io_uring_enter=426, io_uring_register=427),
     "aarch64": dict(clone=220, clone3=435, execve=221, execveat=281, kill=129, tkill=130, tgkill=131,
-                    socket=198, ptrace=117, setrlimit=164, prlimit64=261, process_vm_writev=271,
-                    pidfd_send_signal=424, rt_sigqueueinfo=138, rt_tgsigqueueinfo=240),
+                    socket=198, connect=203, sendto=206, sendmsg=211, sendmmsg=269, ptrace=117, setrlimit=164,
+                    prlimit64=261, process_vm_readv=270, process_vm_writev=271, pidfd_send_signal=424,
+                    pidfd_getfd=438, rt_sigqueueinfo=138, rt_tgsigqueueinfo=240, io_uring_setup=425,
+                    io_uring_enter=426, io_uring_register=427),
 }
-_DENY = ("fork", "vfork", "execve", "execveat", "tkill", "ptrace", "setrlimit", "prlimit64",
-         "process_vm_writev", "pidfd_send_signal", "rt_sigqueueinfo", "rt_tgsigqueueinfo")
 _RET_ALLOW, _RET_ERRNO, _RET_KILL = 0x7FFF0000, 0x00050000, 0x80000000
 _EPERM, _EACCES, _ENOSYS = 1, 13, 38
-_CLONE_THREAD, _AF_UNIX = 0x00010000, 1
+# Refused outright. Sockets: socket() for every family (AF_UNIX included: Landlock does not cover
+# connecting to a pathname socket, and BPF cannot read the address a pointer argument points to),
+# connect(), and sendmsg/sendmmsg (their msghdr may carry an address); socketpair() stays allowed.
+# io_uring would run socket and file operations past this filter.
+_DENY = {**dict.fromkeys(("fork", "vfork", "execve", "execveat", "tkill", "ptrace", "setrlimit", "prlimit64",
+                          "process_vm_readv", "process_vm_writev", "pidfd_send_signal", "pidfd_getfd",
+                          "rt_sigqueueinfo", "rt_tgsigqueueinfo", "io_uring_setup", "io_uring_enter",
+                          "io_uring_register"), _EPERM),
+         **dict.fromkeys(("socket", "connect", "sendmsg", "sendmmsg"), _EACCES)}
+_CLONE_THREAD = 0x00010000
 
 
 def seccomp_supported() -> bool:
@@ -107,7 +133,9 @@ def _bpf_filter(pid: int) -> bytes:
     def ins(code: int, jt: int, jf: int, k: int) -> None:
         prog.append((code, jt, jf, k))
 
-    arg0 = 16  # offsetof(seccomp_data, args[0]), low 32 bits on little-endian
+    def arg(i: int, high: bool = False) -> int:  # offsetof(seccomp_data, args[i]), little-endian halves
+        return 16 + 8 * i + (4 if high else 0)
+
     ins(LD, 0, 0, 4)
     ins(JEQ, 1, 0, _AUDIT_ARCH[arch])
     ins(RET, 0, 0, _RET_KILL)
@@ -115,15 +143,15 @@ def _bpf_filter(pid: int) -> bytes:
     if arch == "x86_64":  # the x32 ABI aliases syscalls above 0x40000000
         ins(JGE, 0, 1, 0x40000000)
         ins(RET, 0, 0, _RET_ERRNO | _EPERM)
-    for name in _DENY:
+    for name, errno in _DENY.items():
         if name in nr:
             ins(JEQ, 0, 1, nr[name])
-            ins(RET, 0, 0, _RET_ERRNO | _EPERM)
+            ins(RET, 0, 0, _RET_ERRNO | errno)
     ins(JEQ, 0, 1, nr["clone3"])  # glibc falls back to clone(), whose flags BPF can inspect
     ins(RET, 0, 0, _RET_ERRNO | _ENOSYS)
     # clone: threads only (CLONE_THREAD set); a new process is refused.
     ins(JEQ, 0, 4, nr["clone"])
-    ins(LD, 0, 0, arg0)
+    ins(LD, 0, 0, arg(0))
     ins(JSET, 0, 1, _CLONE_THREAD)
     ins(RET, 0, 0, _RET_ALLOW)
     ins(RET, 0, 0, _RET_ERRNO | _EPERM)
@@ -131,16 +159,18 @@ def _bpf_filter(pid: int) -> bytes:
     for name in ("kill", "tgkill"):
         ins(LD, 0, 0, 0)
         ins(JEQ, 0, 5, nr[name])
-        ins(LD, 0, 0, arg0)
+        ins(LD, 0, 0, arg(0))
         ins(JEQ, 2, 0, pid)
         ins(JEQ, 1, 0, 0 if name == "kill" else pid)  # kill(0, sig): its own process group
         ins(RET, 0, 0, _RET_ERRNO | _EPERM)
         ins(RET, 0, 0, _RET_ALLOW)
-    # socket(domain, ...): AF_UNIX only.
+    # sendto(fd, buf, len, flags, dest_addr, addrlen): only without an address (send() on a socketpair).
     ins(LD, 0, 0, 0)
-    ins(JEQ, 0, 4, nr["socket"])
-    ins(LD, 0, 0, arg0)
-    ins(JEQ, 1, 0, _AF_UNIX)
+    ins(JEQ, 0, 6, nr["sendto"])
+    ins(LD, 0, 0, arg(4))
+    ins(JEQ, 0, 2, 0)
+    ins(LD, 0, 0, arg(4, high=True))
+    ins(JEQ, 1, 0, 0)
     ins(RET, 0, 0, _RET_ERRNO | _EACCES)
     ins(RET, 0, 0, _RET_ALLOW)
     ins(RET, 0, 0, _RET_ALLOW)
@@ -149,6 +179,8 @@ def _bpf_filter(pid: int) -> bytes:
 
 def apply_seccomp() -> None:
     """Install the filter (after PR_SET_NO_NEW_PRIVS, so no privilege is needed)."""
+    import ctypes
+
     libc = _libc()
     code = _bpf_filter(os.getpid())
     n = len(code) // 8
@@ -193,34 +225,141 @@ def apply_prelude() -> None:
     resource.setrlimit = refuse
 
 
+# ---- guard: Python-level refusals of the usual in-process tricks (an audit hook; NOT a boundary) --
+_GUARDED_EVENTS = frozenset({"sys.settrace", "sys.setprofile", "sys.addaudithook", "gc.get_objects",
+                             "gc.get_referrers", "gc.get_referents"})
+_GUARDED_MODULES = frozenset({"ctypes", "_ctypes"})
+
+
+def install_guard() -> None:
+    """Refuse trace/profile hooks (they can skip a test's lines), further audit hooks, walks of the
+    object graph, and ctypes (raw memory); take the already imported ctypes out of `sys.modules`."""
+    for name in [n for n in sys.modules if n.split(".")[0] in _GUARDED_MODULES]:
+        del sys.modules[name]
+
+    # Everything the hook uses is bound here, so a program cannot rebind a name to disarm it.
+    def guard(event: str, args: tuple, _deny=_GUARDED_EVENTS, _mods=_GUARDED_MODULES, _err=PermissionError) -> None:
+        if event in _deny or event[:7] == "ctypes.":
+            raise _err(f"{event} is refused by the workbench sandbox")
+        if event == "import" and args[0].split(".")[0] in _mods:
+            raise _err(f"importing {args[0]} is refused by the workbench sandbox")
+
+    sys.addaudithook(guard)
+
+
 # ---- the run ------------------------------------------------------------------------------------
-def _run(program: str) -> int:
+def _read_shares(fd: int) -> tuple[bytes, bytes]:
+    data = b""
+    try:
+        while len(data) < 2 * TOKEN_BYTES:
+            chunk = os.read(fd, 2 * TOKEN_BYTES - len(data))
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(fd)
+    if len(data) != 2 * TOKEN_BYTES:
+        raise OSError(f"expected {2 * TOKEN_BYTES} token bytes, got {len(data)}")
+    return data[:TOKEN_BYTES], data[TOKEN_BYTES:]
+
+
+def _describe(exc: BaseException) -> str:
+    """`Type: message` of an exception the program raised (its __str__ is the program's code)."""
     import traceback
 
     try:
-        with open(program, encoding="utf-8") as fh:
-            code = compile(fh.read(), "program.py", "exec")
-    except (SyntaxError, ValueError) as exc:
-        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_SYNTAX
+        text = traceback.format_exception_only(type(exc), exc)[-1]
+        return "".join([text]).strip()[:300]  # join: an exact str, never a subclass
+    except BaseException:
+        return "an exception whose message could not be formatted"
+
+
+def _verdict(cfg: dict, err) -> tuple[str, str]:
+    """Lock down, compile, run the program, restore builtins, run the tests: (verdict, detail)."""
+    import traceback
+
+    # Bound before the program runs: it may rebind builtins or this module's names, not these locals.
+    run, describe, print_exc = exec, _describe, traceback.print_exception
+    A, M, X, B, T, R = AssertionError, MemoryError, SystemExit, BaseException, type, repr
+    bdict, bmod = builtins.__dict__, builtins
     try:
-        exec(code, {"__name__": "__main__", "__builtins__": __builtins__})
-    except AssertionError:
-        traceback.print_exc()
-        return EXIT_ASSERTION
+        with open(cfg["program"], encoding="utf-8") as fh:
+            sources = [("program.py", fh.read())]
+        if cfg.get("test"):
+            with open(cfg["test"], encoding="utf-8") as fh:
+                sources.append(("test.py", fh.read()))
+            os.unlink(cfg["test"])  # its path is on the command line: the program is not to read its tests there
+        if cfg.get("landlock"):
+            apply_landlock(cfg["workdir"])
+        if cfg.get("seccomp"):
+            apply_seccomp()
+        if cfg.get("prelude"):
+            apply_prelude()
+    except Exception as exc:
+        return "setup", f"sandbox set-up failed: {exc}"
+    try:  # each part on its own: no text in the program can reach into the tests' syntax
+        codes = [compile(text, name, "exec") for name, text in sources]
+    except (SyntaxError, ValueError) as exc:
+        return "syntax", describe(exc)
     except MemoryError:
-        print("MemoryError", file=sys.stderr)
-        return EXIT_MEMORY
-    except SystemExit as exc:
-        code_ = exc.code
-        return code_ if isinstance(code_, int) else (0 if code_ is None else 1)
-    except BaseException:  # noqa: BLE001 - any other failure is the program's
-        traceback.print_exc()
-        return EXIT_RUNTIME
-    return 0
+        return "memory", ""
+    except Exception as exc:  # e.g. RecursionError on absurd nesting
+        return "runtime", describe(exc)
+    saved = dict(bdict)
+    install_guard()
+    namespace = {"__name__": "__main__", "__builtins__": bmod}
+
+    def traceback_to(err_: object, exc: BaseException) -> None:
+        try:
+            print_exc(exc, file=err_)
+        except B:  # the exception's own code may raise anything
+            pass
+
+    for i, code in enumerate(codes):
+        if i:  # the tests: real builtins, and globals of their own that the program's code cannot rebind
+            bdict.clear()
+            bdict.update(saved)
+            namespace = {k: v for k, v in namespace.items() if T(k) is str and (k not in saved or k[:2] == "__")}
+            namespace.update(__name__="__main__", __builtins__=dict(saved))
+        try:
+            run(code, namespace)
+        except A as exc:
+            traceback_to(err, exc)
+            return "assertion", describe(exc)
+        except M:
+            return "memory", ""
+        except X as exc:
+            code_ = exc.code
+            shown = R(code_) if code_ is None or T(code_) in (int, str) else T(code_).__name__
+            return "early_exit", f"SystemExit({shown[:100]}) raised in {'the tests' if i else 'the program'}"
+        except B as exc:
+            traceback_to(err, exc)
+            return "runtime", describe(exc)
+    return "passed", ""
 
 
-def _supervise_as_init(program: str, cfg: dict) -> None:
+def _run(cfg: dict) -> None:
+    """Read the token, run everything, write the report line; never returns."""
+    write, exit_, err, to_int = os.write, os._exit, sys.stderr, int
+    try:
+        a, b = _read_shares(cfg["token_fd"])
+    except OSError as exc:
+        print(f"sandbox set-up failed: no completion token ({exc})", file=err)
+        exit_(EXIT_SETUP)
+    fd = cfg["report_fd"]
+    verdict, detail = _verdict(cfg, err)
+    detail = "".join(c if c.isprintable() else " " for c in detail)  # one line, whatever the message held
+    token = (to_int.from_bytes(a, "big") ^ to_int.from_bytes(b, "big")).to_bytes(TOKEN_BYTES, "big").hex()
+    write(fd, f"{verdict} {token} {detail}\n".encode("utf-8", "replace"))
+    for stream in (sys.__stdout__, sys.__stderr__):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
+    exit_(0)
+
+
+def _supervise_as_init(cfg: dict) -> None:
     """As PID 1 of a fresh PID namespace, run the program in a child and mirror how it ended.
 
     PID 1 ignores signals it has no handler for (SIGXFSZ, a self-SIGKILL), and when it exits the
@@ -229,34 +368,19 @@ def _supervise_as_init(program: str, cfg: dict) -> None:
     """
     pid = os.fork()
     if pid == 0:
-        os._exit(_lock_down_and_run(program, cfg))
+        _run(cfg)
+    os.close(cfg["token_fd"])  # the token and the report are the program process's alone
+    os.close(cfg["report_fd"])
     _, status = os.waitpid(pid, 0)
     os._exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
 
 
-def _lock_down_and_run(program: str, cfg: dict) -> int:
-    sys.stdout.flush()
-    try:
-        if cfg.get("landlock"):
-            apply_landlock(cfg["workdir"])
-        if cfg.get("seccomp"):
-            apply_seccomp()
-        if cfg.get("prelude"):
-            apply_prelude()
-    except Exception as exc:  # noqa: BLE001
-        print(f"sandbox set-up failed: {exc}", file=sys.stderr)
-        return EXIT_SETUP
-    rc = _run(program)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    return rc
-
-
 def main() -> None:
-    program, cfg = sys.argv[1], json.loads(sys.argv[2])
+    cfg = json.loads(sys.argv[1])
+    sys.stdout.flush()
     if os.getpid() == 1:
-        _supervise_as_init(program, cfg)
-    os._exit(_lock_down_and_run(program, cfg))
+        _supervise_as_init(cfg)
+    _run(cfg)
 
 
 if __name__ == "__main__":

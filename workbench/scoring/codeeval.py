@@ -1,7 +1,8 @@
 """Functional-correctness scoring of generated code: HumanEval programs, sandboxed runs, pass@k.
 
-A sample passes if `prompt + completion + test + check(entry_point)` exits cleanly in the sandbox
-(`workbench.sandbox.runner`); this module is the only place task code reaches code execution. pass@k is
+A sample passes if, in the sandbox (`workbench.sandbox.runner`), `prompt + completion` runs and then
+`test + check(entry_point)` returns: ending the process early (`sys.exit(0)`, `os._exit(0)`, ...)
+is a failure, `early_exit`. This module is the only place task code reaches code execution. pass@k is
 the unbiased estimator of Chen et al. (2021): 1 - C(n-c, k) / C(n, k) over n samples with c correct.
 """
 from __future__ import annotations
@@ -11,12 +12,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from workbench import settings
-from workbench.sandbox.runner import ExecResult, SandboxConfig, run_programs
+from workbench.sandbox.runner import ExecResult, Program, SandboxConfig, run_programs
 
 
-def program(prompt: str, completion: str, test: str, entry_point: str) -> str:
-    """The program HumanEval runs for one completion (as openai/human-eval's `check_correctness`)."""
-    return f"{prompt}{completion}\n{test}\ncheck({entry_point})\n"
+def program(prompt: str, completion: str, test: str, entry_point: str) -> Program:
+    """The program HumanEval runs for one completion (openai/human-eval's `check_correctness`), with
+    the test and the `check` call as the trusted part that must return for a pass."""
+    return Program(f"{prompt}{completion}", f"{test}\ncheck({entry_point})\n")
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -47,7 +49,7 @@ def sandbox_config() -> SandboxConfig:
     return SandboxConfig(timeout_s=s.sandbox_timeout_s, memory_mb=s.sandbox_memory_mb)
 
 
-def score_programs(programs: list[str], cfg: SandboxConfig | None = None, workers: int | None = None) -> SampleScore:
+def score_programs(programs: list[Program], cfg: SandboxConfig | None = None, workers: int | None = None) -> SampleScore:
     workers = workers if workers is not None else settings.sandbox_workers()
     results: list[ExecResult] = run_programs(programs, cfg or sandbox_config(), workers=workers)
     return SampleScore([r.passed for r in results], [r.reason for r in results], [r.detail for r in results],
