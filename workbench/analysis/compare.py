@@ -243,7 +243,8 @@ def _scoring_value(run: Run, task: str, key: str) -> Any:
 
 
 def scoring_diff(runs: Sequence[Run]) -> list[tuple[str, list[Any]]]:
-    """(task: setting, value per run) for each scoring setting a shared task depends on that differs.
+    """(task: setting, value per run) for each scoring setting a shared task depends on that differs,
+    and for each shared task whose version (its prompt or scoring code) differs.
 
     A task's manifest names the settings its metrics depend on (the refusal judge for the safety sets,
     sandbox limits for HumanEval); other settings cannot change its scores and are not compared.
@@ -251,6 +252,9 @@ def scoring_diff(runs: Sequence[Run]) -> list[tuple[str, list[Any]]]:
     shared = set.intersection(*(set(r.manifest.get("tasks", {})) for r in runs))
     out = []
     for task in sorted(shared):
+        versions = [(r.manifest["tasks"][task] or {}).get("version") for r in runs]
+        if any(v != versions[0] for v in versions[1:]):  # the task's scoring changed between versions
+            out.append((f"{task}: task version", versions))
         keys = dict.fromkeys(k for r in runs for k in ((r.manifest["tasks"][task] or {}).get("scoring") or {}))
         for key in keys:
             values = [_scoring_value(r, task, key) for r in runs]

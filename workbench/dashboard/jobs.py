@@ -16,15 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import WorkbenchError
+from workbench.interp.tools import sample_tools
 
 log = logging.getLogger(__name__)
-
-
-def offered_tools() -> list[str]:
-    """The interpretability tools that run on one stored sample (`Tool.from_sample`)."""
-    from workbench.interp.tools import TOOLS
-
-    return [e.name for e in TOOLS.entries() if e.obj.from_sample is not None]
 
 
 @dataclass
@@ -56,8 +50,8 @@ class JobRunner:
         self._model: tuple[str, Any] | None = None
 
     def submit(self, tool_name: str, run_id: str, key: str, model_spec: str) -> Job:
-        if tool_name not in offered_tools():
-            raise WorkbenchError(f"unknown tool {tool_name!r}; choose from {', '.join(offered_tools())}")
+        if tool_name not in sample_tools():
+            raise WorkbenchError(f"unknown tool {tool_name!r}; choose from {', '.join(sample_tools())}")
         job = Job(uuid.uuid4().hex[:12], tool_name, run_id, key, model_spec)
         with self._lock:
             self._jobs[job.id] = job
@@ -99,4 +93,4 @@ class JobRunner:
             log.exception("job %s (%s on %s#%s) failed", job.id, job.tool, job.run_id, job.key)
 
 
-__all__ = ["Job", "JobRunner", "offered_tools"]
+__all__ = ["Job", "JobRunner"]

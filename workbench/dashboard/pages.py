@@ -237,12 +237,12 @@ def artifact_links(data: DashboardData, run_id: str, key: str) -> list:
 
 def job_box(data: DashboardData, run_id: str, key: str) -> html.Div:
     """Run a tool on this sample with the run's own model, in the background; the panel polls it."""
-    from workbench.dashboard.jobs import offered_tools
+    from workbench.interp.tools import sample_tools
 
     spec = str(data.run(run_id).manifest.get("model", {}).get("spec", ""))
     return html.Div([
         html.Span(["Create with ", html.Code(spec), ": "]),
-        dcc.Dropdown(id="job-tool", options=offered_tools(), value=offered_tools()[0], clearable=False,
+        dcc.Dropdown(id="job-tool", options=sample_tools(), value=sample_tools()[0], clearable=False,
                      style={"width": "180px"}),
         html.Button("Create artifact", id="job-create", n_clicks=0, className="button"),
         html.Span(id="job-status", className="note"),

@@ -83,6 +83,11 @@ def register_tool(tool: Tool) -> Tool:
     return TOOLS.register(tool.name, tool, help=tool.help)
 
 
+def sample_tools() -> list[str]:
+    """The tools that run on one stored eval sample (the dashboard's sample panel offers these)."""
+    return [e.name for e in TOOLS.entries() if e.obj.from_sample is not None]
+
+
 def single_token_or_none(model: Any, text: str | None) -> str | None:
     """`text` if it is exactly one token of the model's vocabulary (a sample's gold ' B'), else None."""
     from workbench.interp.errors import TokenError

@@ -55,6 +55,7 @@ in-process check.
 """
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import os
@@ -66,14 +67,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
 
-from workbench.sandbox import child
 from workbench.errors import WorkbenchError
+from workbench.sandbox import child
 
 CHILD = Path(child.__file__).resolve()
 UNSHARE_ARGS = ("--user", "--map-root-user", "--net", "--pid", "--ipc", "--fork", "--kill-child")
@@ -244,10 +245,8 @@ def _last_line(text: str) -> str:
 def _rmtree(path: Path) -> None:
     for root, dirs, _ in os.walk(path):  # a program may have chmod'ed its own dirs unreadable
         for d in dirs:
-            try:
+            with contextlib.suppress(OSError):
                 os.chmod(os.path.join(root, d), 0o700)
-            except OSError:
-                pass
     shutil.rmtree(path, ignore_errors=True)
 
 
@@ -316,10 +315,8 @@ def run_program(source: str | Program, cfg: SandboxConfig = SandboxConfig()) -> 
                 try:
                     timed_out = _wait(proc, cfg.timeout_s)
                 finally:
-                    try:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.killpg(proc.pid, signal.SIGKILL)  # every process still in the group, then reap
-                    except (ProcessLookupError, PermissionError):
-                        pass
                     proc.wait()
         finally:
             os.close(report_fd)
