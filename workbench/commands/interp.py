@@ -53,9 +53,9 @@ def cmd_tool(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_tool(sub: Any, tool: Any) -> None:
-    p = sub.add_parser(tool.command, aliases=list(tool.aliases), parents=[ARTIFACTS], help=tool.help.replace("%", "%%"),
-                       description=tool.help + ". Saves one artifact and prints its id.")
+def _add_tool(sub: Any, tool: Any, name: str | None = None) -> None:
+    p = sub.add_parser(name or tool.command, aliases=list(tool.aliases), parents=[ARTIFACTS],
+                       help=tool.help.replace("%", "%%"), description=tool.help + ". Saves one artifact and prints its id.")
     p.add_argument("--model", required=True,
                    help="model spec with torch weights: an alias (smollm2-135m, gemma3-270m), gguf:FILE or hf:DIR")
     if tool.prompt != "none":
@@ -81,5 +81,15 @@ def register(subparsers: Any) -> None:
                                description="Run an interpretability tool on a model and save its result as an "
                                            "artifact (see `workbench artifacts`). Prints the artifact id.")
     sub = ip.add_subparsers(dest="interp_command", metavar="TOOL", required=True)
+    groups: dict[str, Any] = {}
     for entry in TOOLS.entries():
-        _add_tool(sub, entry.obj)
+        tool = entry.obj
+        group, _, action = tool.command.partition(" ")
+        if not action:
+            _add_tool(sub, tool)
+            continue
+        # a two-word command (`sae train`): one subcommand group per first word
+        if group not in groups:
+            gp = sub.add_parser(group, help=f"{group} tools (see `workbench interp {group} --help`)")
+            groups[group] = gp.add_subparsers(dest=f"interp_{group}_command", metavar="ACTION", required=True)
+        _add_tool(groups[group], tool, action)

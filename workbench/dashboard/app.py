@@ -86,6 +86,14 @@ def create_app(store_dir: str | os.PathLike | None = None, artifacts_dir: str | 
     def attention_scores(metric, artifact_id):
         return F.head_score_overview(data.artifact(artifact_id).head_scores, metric)
 
+    @app.callback(Output("fb-results", "children"), Input("fb-query", "value"), State("artifact-id", "data"),
+                  prevent_initial_call=True)
+    def search_units(query, artifact_id):
+        try:
+            return pages.unit_search_results(data, artifact_id, query)
+        except WorkbenchError as exc:
+            return pages.error_box(str(exc))
+
     @app.callback(Output("job-id", "data"), Output("job-poll", "disabled"), Output("job-status", "children"),
                   Input("job-create", "n_clicks"), State("job-tool", "value"), State("job-sample", "data"),
                   prevent_initial_call=True)

@@ -82,7 +82,7 @@ class JobRunner:
             job.phase = f"loading {job.model}"
             model = self._hooked(job.model)
             job.phase = f"running {job.tool}"
-            result = TOOLS.get(job.tool).on_sample(model, src)
+            result = TOOLS.get(job.tool).on_sample(model, src, self.artifacts_root)
             job.phase = "saving"
             job.artifact_id = artifacts.save(result, self.artifacts_root)
             job.status, job.phase = "done", "done"

@@ -10,6 +10,7 @@ import dash_ag_grid as dag
 from dash import dcc, html
 
 from workbench.analysis.compare import Comparison, model_label
+from workbench.dashboard import figures as F
 from workbench.dashboard import views as V
 from workbench.dashboard.data import DashboardData, filter_rows, filter_samples, leaderboard, sample_detail, sample_rows
 from workbench.errors import WorkbenchError
@@ -218,6 +219,7 @@ def detail_panel(data: DashboardData, run_id: str, key: str) -> html.Div:
                                  className="picked" if c["predicted"] else "") for c in d["choices"]])],
             className="plain", id="detail-choices")]
     parts += [html.H4("Scores"), html.Ul([html.Li(f"{m}: {v}") for m, v in d["scores"].items()], id="detail-scores")]
+    parts.append(top_units_panel(data, run_id, key))
     parts.append(html.Div(artifact_links(data, run_id, key), id="detail-artifacts-box"))
     if data.jobs is not None:
         parts.append(job_box(data, run_id, key))
@@ -290,6 +292,151 @@ def artifact_page(data: DashboardData, query: dict[str, str], artifact_id: str) 
                      dcc.Store(id="artifact-id", data=artifact_id), V.provenance(r), *body])
 
 
+# ---- feature browser (neurons and SAE features) ---------------------------------------------------
+UNIT_KINDS = ("neurons", "features")
+
+
+def _unit_result(data: DashboardData, artifact_id: str) -> Any:
+    r = data.artifact(artifact_id)
+    if r.meta.kind not in UNIT_KINDS:
+        raise WorkbenchError(f"artifact {artifact_id} is a {r.meta.kind!r} artifact; the feature browser shows "
+                             f"{' and '.join(UNIT_KINDS)} artifacts")
+    return r
+
+
+def _top_tokens(r: Any, unit: int, n: int = 3) -> str:
+    ctx = r.contexts[r.contexts["unit"] == unit].head(n)
+    return ", ".join(repr(t) for t in ctx["token"])
+
+
+def unit_search(r: Any, query: str | None, limit: int = 30) -> list[dict[str, Any]]:
+    """Units matching a query: an id (`123` or `#123`), else a token (exact match on the stripped token first,
+    then containment) by the units' mean activation on it and by their top contexts; no query: the
+    strongest (neurons) or most frequent (features) units."""
+    q = (query or "").strip()
+    stats = r.stats.set_index("unit")
+    found: list[tuple[int, str]] = []
+    if q.lstrip("#").isdigit():
+        u = int(q.lstrip("#"))
+        found = [(u, "id")] if u in stats.index else []
+    elif q:
+        bt = r.by_token
+        norm = bt["token"].str.strip().str.lower()
+        for mask, why in ((norm == q.lower(), "fires on"), (norm.str.contains(q.lower(), regex=False), "fires on")):
+            for x in bt[mask].sort_values("mean_act", ascending=False).itertuples():
+                found.append((int(x.unit), f"{why} {x.token!r} (mean {x.mean_act:.3f} over {x.count})"))
+        ctx = r.contexts[r.contexts["token"].str.strip().str.lower() == q.lower()]
+        for u, n in ctx.groupby("unit").size().sort_values(ascending=False).items():
+            found.append((int(u), f"{n} of its top contexts end on {q!r}"))
+    else:
+        order = "max" if r.meta.kind == "neurons" else "n_fired"
+        found = [(int(u), "") for u in r.stats.sort_values(order, ascending=False)["unit"].head(limit)]
+    rows, seen = [], set()
+    for u, why in found:
+        if u in seen or u not in stats.index:
+            continue
+        seen.add(u)
+        st = stats.loc[u]
+        rows.append({"unit": u, "why": why, "max": float(st["max"]), "density": float(st["density"]),
+                     "top_tokens": _top_tokens(r, u)})
+        if len(rows) >= limit:
+            break
+    return rows
+
+
+def unit_search_results(data: DashboardData, artifact_id: str, query: str | None) -> Any:
+    """The search results box: links to each matching unit."""
+    r = _unit_result(data, artifact_id)
+    rows = unit_search(r, query)
+    if not rows:
+        return html.P(f"No {r.unit_name} matches {query!r}.", className="note", id="fb-none")
+    return html.Ul([html.Li([dcc.Link(f"{r.unit_name} #{x['unit']}", href=f"/features/{quote(artifact_id)}?unit={x['unit']}"
+                                      + (f"&q={quote(query)}" if query else "")),
+                             f"  max {x['max']:.3f}, density {x['density']:.4f}; top: {x['top_tokens']}",
+                             html.Span(f"  ({x['why']})", className="note") if x["why"] else ""])
+                    for x in rows], id="fb-list")
+
+
+def context_tokens(tokens: list[str], acts: list[float], center: int, scale: float, id_: str | None = None) -> html.Div:
+    """One context as text spans shaded by the unit's activation, the activating token outlined."""
+    return html.Div([html.Span(t, title=f"{a:.3f}", className="tok" + (" center" if i == center else ""),
+                               style={"backgroundColor": F.token_color(float(a), scale),
+                                      **({"outline": "2px solid #333"} if i == center else {})})
+                     for i, (t, a) in enumerate(zip(tokens, acts))], className="tokens context",
+                    **({"id": id_} if id_ else {}))
+
+
+def unit_detail(r: Any, unit: int) -> html.Div:
+    """Statistics, judge explanation, top contexts, histogram and logit effects of one unit."""
+    if not 0 <= unit < len(r.stats):
+        return error_box(f"no {r.unit_name} #{unit} (this artifact has {len(r.stats)})")
+    st = r.stats.iloc[unit]
+    parts: list = [html.H3(f"{r.unit_name} #{unit}", id="fb-unit-title"),
+                   html.P(f"max {st['max']:.3f}, mean {st['mean']:.4f}, density {st['density']:.4f} "
+                          f"({int(st['n_fired']):,} of {r.n_tokens:,} tokens > 0)", className="note")]
+    ex = getattr(r, "explanations", None)
+    if ex is not None and len(ex) and (ex["unit"] == unit).any():
+        e = ex[ex["unit"] == unit].iloc[0]
+        parts.append(html.P([html.B(f"judge ({e['judge']}): "), f"fires on {e['explanation']}",
+                             html.Span(f"  simulation r = {e['score']:.3f} (control {e['control_score']:.3f})",
+                                       className="note")], id="fb-explanation"))
+    ctx = r.contexts[r.contexts["unit"] == unit].sort_values("rank")
+    scale = float(st["max"]) if st["max"] > 0 else 1.0
+    parts += [html.H4(f"Top {len(ctx)} contexts"),
+              html.Div([html.Div([html.Span(f"{c.activation:.3f} ", className="note"),
+                                  context_tokens(list(c.tokens), list(c.acts), int(c.center), scale),
+                                  html.Span(f" {c.ref}", className="note")], className="context-row")
+                        for c in ctx.itertuples()], id="fb-contexts")]
+    parts.append(V.graph(F.unit_histogram(r.hist[unit], r.hist_edges[unit],
+                                          f"{r.unit_name} #{unit}: activation histogram"
+                                          + (" (non-zero activations)" if r.meta.kind == "features" else "")),
+                         "fb-histogram"))
+    lg = r.logits[r.logits["unit"] == unit]
+    cols = []
+    for sign in ("promote", "suppress"):
+        part = lg[lg["sign"] == sign].sort_values("rank")
+        cols.append(html.Div([html.H4(f"{'Promotes' if sign == 'promote' else 'Suppresses'} (direct logit effect)"),
+                              html.Table([html.Tbody([html.Tr([html.Td(html.Code(repr(x.token))), html.Td(f"{x.value:+.3f}")])
+                                                      for x in part.itertuples()])], className="plain",
+                                         id=f"fb-logits-{sign}")], className="half"))
+    parts.append(html.Div(cols, className="row"))
+    return html.Div(parts, id="fb-detail")
+
+
+def features_page(data: DashboardData, query: dict[str, str], artifact_id: str) -> html.Div:
+    """Browse the units of a `neurons` or `features` artifact: search by id or token, one unit in detail."""
+    r = _unit_result(data, artifact_id)
+    q = query.get("q", "")
+    unit = query.get("unit")
+    if unit is not None and not unit.lstrip("#").isdigit():
+        return error_box(f"unit must be a number, got {unit!r}")
+    first = unit_search(r, q, limit=1)
+    shown = int(unit.lstrip("#")) if unit is not None else (first[0]["unit"] if first else None)
+    where = (f"layer {r.layer} ({r.site})" if r.meta.kind == "neurons" else f"SAE {r.sae_id} ({r.site})")
+    return html.Div(id="page-features", children=[
+        html.H2([f"{r.unit_name.capitalize()} browser · ", html.Code(artifact_id)]),
+        html.P([f"{len(r.stats)} {r.unit_name}s of {r.meta.model.get('spec')} {where}, over {r.n_tokens:,} tokens of "
+                f"corpus {r.corpus_id}. ", dcc.Link("artifact", href=f"/artifacts/{quote(artifact_id)}")],
+               className="note"),
+        dcc.Store(id="artifact-id", data=artifact_id),
+        dcc.Input(id="fb-query", type="text", value=q, debounce=True, placeholder="unit id (e.g. 42) or token text",
+                  style={"width": "320px"}),
+        html.Div(unit_search_results(data, artifact_id, q), id="fb-results"),
+        unit_detail(r, shown) if shown is not None else html.P("No unit to show.", className="note"),
+    ])
+
+
+def top_units_panel(data: DashboardData, run_id: str, key: str) -> html.Div:
+    """The sample's top neurons / SAE features, from the newest `top_units` artifact linked to it."""
+    linked = [m for m in data.linked_artifacts(run_id).get(key, []) if m.get("kind") == "top_units"]
+    if not linked:
+        return html.Div(id="detail-top-units")
+    r = data.artifact(linked[-1]["id"])
+    return html.Div([html.H4(["Top features at the answer position (", dcc.Link(r.meta.id, href=f"/artifacts/{quote(r.meta.id)}"),
+                              f"): answer {r.answer!r}"]), V.top_units_table(r, "detail-top-units-table")],
+                    id="detail-top-units")
+
+
 # ---- routing --------------------------------------------------------------------------------------
 # first path segment -> (builder(data, query, *ids), how many id segments follow it)
 ROUTES: dict[str, tuple[Callable[..., html.Div], int]] = {
@@ -298,6 +445,7 @@ ROUTES: dict[str, tuple[Callable[..., html.Div], int]] = {
     "samples": (samples_page, 1),
     "artifacts": (artifacts_page, 0),
     "artifact": (artifact_page, 1),
+    "features": (features_page, 1),
 }
 
 

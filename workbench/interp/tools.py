@@ -3,7 +3,9 @@ on a stored eval sample. `workbench interp <tool>`, the dashboard's sample-panel
 many samples are all built from these descriptions; a new tool is one module that registers one.
 
 A tool's name is its artifact kind (`logit_lens`); its CLI command is the same name with dashes
-(`workbench interp logit-lens`). Its result dataclass is registered with `@register_kind(name)`.
+(`workbench interp logit-lens`) unless it names another (`cli`, e.g. `collect` for the kind
+`activations`; two words, `sae train`, make a subcommand group). Its result dataclass is registered
+with `@register_kind(name)`.
 """
 from __future__ import annotations
 
@@ -50,8 +52,8 @@ class Prompts:
 
 # (parsed CLI args, prompts, loaded HookedModel) -> keyword arguments of `run` (besides model and source)
 FromCli = Callable[[argparse.Namespace, Prompts, Any], dict[str, Any]]
-# (stored eval sample, loaded HookedModel) -> keyword arguments of `run`
-FromSample = Callable[[SampleSource, Any], dict[str, Any]]
+# (stored eval sample, loaded HookedModel[, artifact root if `uses_artifacts`]) -> keyword arguments of `run`
+FromSample = Callable[..., dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -64,16 +66,19 @@ class Tool:
     prompt: str = "one"             # "one": --prompt or --run/--sample; "many": repeatable --prompt; "none"
     from_sample: FromSample | None = None  # None: not offered on a stored sample (dashboard, fan-out)
     aliases: tuple[str, ...] = ()   # former CLI names still accepted
+    cli: str = ""                   # the CLI command when it is not the name with dashes ("collect", "sae train")
+    uses_artifacts: bool = False    # from_sample also gets the artifact root (to find the artifacts it builds on)
 
     @property
     def command(self) -> str:
-        return self.name.replace("_", "-")
+        return self.cli or self.name.replace("_", "-")
 
-    def on_sample(self, model: Any, sample: SampleSource) -> Any:
+    def on_sample(self, model: Any, sample: SampleSource, artifacts: Any = None) -> Any:
         """Run the tool on a stored eval sample, linking the sample as the artifact's source."""
         if self.from_sample is None:
             raise InterpError(f"{self.name} does not run on a single eval sample")
-        return self.run(model, **self.from_sample(sample, model), source=sample.link())
+        extra = (artifacts,) if self.uses_artifacts else ()
+        return self.run(model, **self.from_sample(sample, model, *extra), source=sample.link())
 
 
 TOOLS: Registry[Tool] = Registry("interpretability tool", package="workbench.interp", error=InterpError)
