@@ -232,11 +232,15 @@ def collect(model: HookedModel, *, layers: Sequence[int], sites: Sequence[str] =
         bar.close()
     if store_corpus is None:
         raise InterpError(f"corpus {text.name!r} has no text to collect (no non-empty documents in split {split!r})")
+    if text.missing:
+        log.warning("%d mirror file(s) not found and skipped: %s", len(text.missing), ", ".join(text.missing[:5])
+                    + (" ..." if len(text.missing) > 5 else ""))
     table = pd.DataFrame([{"file": f, **s} for f, s in sorted(sources.items())], columns=["file", "sha256", "docs", "tokens"])
     totals = {"n_tokens": n_tokens, "n_docs": n_docs, "n_shards": n_shards,
               "seconds": round(seconds, 3), "tokens_per_s": computed / seconds if seconds else 0.0,
               "peak_rss_mb": round(peak_rss_mb(), 1)}
-    store_corpus.update(status="complete", finished=utc_now(), totals=totals, files={f: s["sha256"] for f, s in sources.items()})
+    store_corpus.update(status="complete", finished=utc_now(), totals=totals, missing=text.missing,
+                        files={f: s["sha256"] for f, s in sources.items()})
     meta = Meta(kind="activations", model=manifest["model"], prompts=[], tokens=[],
                 params={**params, "layers": layers, "sites": list(sites), "activations_root": str(store.root)},
                 source=source, id=corpus_id)

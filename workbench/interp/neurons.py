@@ -1,7 +1,8 @@
 """Neuron explanations: what each MLP neuron of a layer responds to, from a stored activation corpus.
 
 For every neuron of `blocks.{l}.mlp.hook_post` (the MLP's hidden activation): its top-activating
-contexts (the token and a window around it, with the neuron's activation on each token), a histogram
+contexts (the token and a window around it, with the neuron's activation on each token; each
+document's first token is left out unless asked, as for the SAEs), a histogram
 of its activations and its density (share of tokens where it is > 0), the tokens it fires on most
 (mean activation per frequent token), and its direct logit effect (its row of the output weight,
 through the final norm's gain and the unembedding: the tokens it promotes and suppresses).
@@ -52,13 +53,15 @@ class NeuronsResult:
 
 
 def explain_neurons(model: HookedModel, *, layer: int, corpus: str | None = None, top: int = 20, window: int = 12,
-                    bins: int = 40, logit_k: int = 10, explain_with: str | None = None, explain: int = 5,
+                    bins: int = 40, logit_k: int = 10, skip_first: bool = True, explain_with: str | None = None,
+                    explain: int = 5,
                     activations: str | os.PathLike | None = None,
                     source: dict[str, Any] | None = None) -> NeuronsResult:
     hook = hook_name(model, "mlp_neurons", layer)
     c = open_corpus(model, hook, corpus, activations)
     width = c.sites[hook]
-    s = scan(c, hook, width, model.token_strings, top=top, before=window, after=max(window // 3, 1), bins=bins)
+    s = scan(c, hook, width, model.token_strings, top=top, before=window, after=max(window // 3, 1), bins=bins,
+             skip_first=skip_first)
     logits = logit_effects(model, neuron_directions(model, layer), k=logit_k)
     explanations = None
     if explain_with:
@@ -71,7 +74,7 @@ def explain_neurons(model: HookedModel, *, layer: int, corpus: str | None = None
                                        "checkpoint": str(model.ref.checkpoint)},
                 prompts=[], tokens=[], source=source,
                 params={"layer": layer, "site": hook, "corpus": c.id, "top": top, "window": window, "bins": bins,
-                        "logit_k": logit_k, "explain_with": explain_with, "explain": explain if explain_with else 0,
+                        "logit_k": logit_k, "skip_first": skip_first, "explain_with": explain_with, "explain": explain if explain_with else 0,
                         "density": "share of tokens with activation > 0",
                         "logit_effect": "W_out row * final-norm gain @ W_U (direct path)"})
     return NeuronsResult(meta=meta, corpus_id=c.id, layer=layer, site=hook, n_tokens=s.n_tokens, stats=s.stats,
@@ -89,10 +92,13 @@ TOOL = register_tool(Tool(
           arg("--top", type=int_at_least(1), default=20, help="top contexts kept per neuron (default 20)"),
           arg("--window", type=int_at_least(0), default=12, help="tokens shown before the top token (default 12)"),
           arg("--bins", type=int_at_least(2), default=40, help="histogram bins (default 40)"),
+          arg("--include-first", action="store_true",
+              help="also scan each document's first token (left out by default: its attention-sink activations "
+                   "dwarf the rest)"),
           arg("--explain-with", metavar="SPEC", help="a judge model (any registered backend, e.g. openai:URL) that "
                                                      "writes and is scored on explanations"),
           arg("--explain", type=int_at_least(1), default=5, help="neurons the judge explains (default 5)"),
           arg("--activations", help=ACTIVATIONS_HELP)),
     from_cli=lambda a, p, m: dict(layer=a.layer, corpus=a.corpus, top=a.top, window=a.window, bins=a.bins,
-                                  explain_with=a.explain_with, explain=a.explain, activations=a.activations),
+                                  skip_first=not a.include_first, explain_with=a.explain_with, explain=a.explain, activations=a.activations),
 ))

@@ -132,7 +132,7 @@ def train_sae(batches_: Iterator[torch.Tensor], d_in: int, *, expansion: int = 8
         log.steps += 1
         log.tokens += len(x)
         if log.steps % log_every == 0 or log.steps == 1:
-            log.curve.append({"step": log.steps, "tokens": log.tokens, "fvu": float(out.fvu),
+            log.curve.append({"step": log.steps, "tokens": log.tokens, "fvu": float(out.fvu.detach()),
                               "dead_fraction": float((since_fired > dead_tokens).float().mean())})
         if progress is not None:
             progress(len(x))
