@@ -12,6 +12,7 @@ from dash import dcc, html
 
 from workbench.dashboard import pages
 from workbench.interp import artifacts
+from workbench.interp.units import search_units
 
 XSS = '<script>window.__xss=1</script><img src=x onerror="alert(1)">'
 
@@ -116,10 +117,10 @@ def test_hostile_corpus_text_stays_text(app, env):
 def test_unit_search_by_id_and_by_token(app, env):
     data = app.workbench_data
     r = artifacts.load(env.ids["features"], env.arts)
-    assert [x["unit"] for x in pages.unit_search(r, "#3")] == [3]
-    assert pages.unit_search(r, "99999") == []
+    assert [x["unit"] for x in search_units(r, "#3")] == [3]
+    assert search_units(r, "99999") == []
     tok = r.by_token.iloc[0]
-    found = pages.unit_search(r, tok["token"].strip() or tok["token"])
+    found = search_units(r, tok["token"].strip() or tok["token"])
     assert found and found[0]["unit"] in set(r.by_token[r.by_token["token_id"] == tok["token_id"]]["unit"])
     none = pages.unit_search_results(data, env.ids["features"], "zzzz-not-a-token")
     assert none.id == "fb-none"

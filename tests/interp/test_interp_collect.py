@@ -135,3 +135,18 @@ def test_corrupt_shard_is_one_line_exit_2(tiny_model_dir, tmp_path, fixture_mirr
     err = capsys.readouterr().err
     lines = [l for l in err.splitlines() if l.startswith("workbench: error:")]
     assert rc == 2 and len(lines) == 1 and "is corrupt" in lines[0], err
+
+
+@pytest.mark.slow
+def test_smollm2_collected_activations_equal_hf_hidden_states(smol_hooked, real_data_dir, tmp_path):
+    r = collect(smol_hooked, layers=[15], sites=["resid_post", "mlp_neurons"], tokens=300, shard_tokens=150,
+                data_dir=real_data_dir, activations=tmp_path, progress=False)
+    c = _open(r)
+    assert c.complete and r.n_tokens == 300 and r.n_shards >= 2
+    for _, arr in c.iter_shards():
+        doc = arr["doc"][-1]
+        rows = arr["doc"] == doc
+        resid, neurons = _hf_reference(smol_hooked, arr["tokens"][rows].tolist(), 15)
+        np.testing.assert_allclose(arr["blocks.15.hook_resid_post"][rows].astype(np.float32), resid, rtol=2e-3, atol=2e-3)
+        np.testing.assert_allclose(arr["blocks.15.mlp.hook_post"][rows].astype(np.float32), neurons, rtol=2e-3,
+                                   atol=2e-3)

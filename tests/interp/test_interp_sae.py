@@ -127,3 +127,14 @@ def test_sae_bad_input_is_one_line_exit_2(argv, message, tiny_model_dir, corpus_
     err = capsys.readouterr().err
     lines = [l for l in err.splitlines() if l.startswith("workbench: error:")]
     assert rc == 2 and len(lines) == 1 and message in lines[0], err
+
+
+@pytest.mark.slow
+def test_smollm2_spliced_loss_ends(smol_hooked, real_data_dir):
+    data = heldout_batches(smol_hooked, tokens=120, max_len=40, data_dir=real_data_dir)
+    hook = "blocks.15.hook_resid_post"
+    ident = evaluate(smol_hooked, identity_sae(smol_hooked.d_model), hook, data)
+    zero = evaluate(smol_hooked, zero_sae(smol_hooked.d_model), hook, data)
+    assert ident.ce_zero - ident.ce_clean > 1.0   # zero-ablating the residual stream at layer 15 wrecks the model
+    assert ident.loss_recovered == pytest.approx(1.0, abs=1e-3) and ident.fvu < 1e-6
+    assert zero.loss_recovered == 0.0

@@ -14,6 +14,7 @@ from workbench.dashboard import figures as F
 from workbench.dashboard import views as V
 from workbench.dashboard.data import DashboardData, filter_rows, filter_samples, leaderboard, sample_detail, sample_rows
 from workbench.errors import WorkbenchError
+from workbench.interp.units import search_units
 
 CORRECTIONS = ("holm", "bh", "bonferroni", "none")
 GRID_STYLE = {"height": "460px", "width": "100%"}
@@ -304,50 +305,10 @@ def _unit_result(data: DashboardData, artifact_id: str) -> Any:
     return r
 
 
-def _top_tokens(r: Any, unit: int, n: int = 3) -> str:
-    ctx = r.contexts[r.contexts["unit"] == unit].head(n)
-    return ", ".join(repr(t) for t in ctx["token"])
-
-
-def unit_search(r: Any, query: str | None, limit: int = 30) -> list[dict[str, Any]]:
-    """Units matching a query: an id (`123` or `#123`), else a token (exact match on the stripped token first,
-    then containment) by the units' mean activation on it and by their top contexts; no query: the
-    strongest (neurons) or most frequent (features) units."""
-    q = (query or "").strip()
-    stats = r.stats.set_index("unit")
-    found: list[tuple[int, str]] = []
-    if q.lstrip("#").isdigit():
-        u = int(q.lstrip("#"))
-        found = [(u, "id")] if u in stats.index else []
-    elif q:
-        bt = r.by_token
-        norm = bt["token"].str.strip().str.lower()
-        for mask, why in ((norm == q.lower(), "fires on"), (norm.str.contains(q.lower(), regex=False), "fires on")):
-            for x in bt[mask].sort_values("mean_act", ascending=False).itertuples():
-                found.append((int(x.unit), f"{why} {x.token!r} (mean {x.mean_act:.3f} over {x.count})"))
-        ctx = r.contexts[r.contexts["token"].str.strip().str.lower() == q.lower()]
-        for u, n in ctx.groupby("unit").size().sort_values(ascending=False).items():
-            found.append((int(u), f"{n} of its top contexts end on {q!r}"))
-    else:
-        order = "max" if r.meta.kind == "neurons" else "n_fired"
-        found = [(int(u), "") for u in r.stats.sort_values(order, ascending=False)["unit"].head(limit)]
-    rows, seen = [], set()
-    for u, why in found:
-        if u in seen or u not in stats.index:
-            continue
-        seen.add(u)
-        st = stats.loc[u]
-        rows.append({"unit": u, "why": why, "max": float(st["max"]), "density": float(st["density"]),
-                     "top_tokens": _top_tokens(r, u)})
-        if len(rows) >= limit:
-            break
-    return rows
-
-
 def unit_search_results(data: DashboardData, artifact_id: str, query: str | None) -> Any:
     """The search results box: links to each matching unit."""
     r = _unit_result(data, artifact_id)
-    rows = unit_search(r, query)
+    rows = search_units(r, query)
     if not rows:
         return html.P(f"No {r.unit_name} matches {query!r}.", className="note", id="fb-none")
     return html.Ul([html.Li([dcc.Link(f"{r.unit_name} #{x['unit']}", href=f"/features/{quote(artifact_id)}?unit={x['unit']}"
@@ -410,7 +371,7 @@ def features_page(data: DashboardData, query: dict[str, str], artifact_id: str) 
     unit = query.get("unit")
     if unit is not None and not unit.lstrip("#").isdigit():
         return error_box(f"unit must be a number, got {unit!r}")
-    first = unit_search(r, q, limit=1)
+    first = search_units(r, q, limit=1)
     shown = int(unit.lstrip("#")) if unit is not None else (first[0]["unit"] if first else None)
     where = (f"layer {r.layer} ({r.site})" if r.meta.kind == "neurons" else f"SAE {r.sae_id} ({r.site})")
     return html.Div(id="page-features", children=[

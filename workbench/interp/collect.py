@@ -119,7 +119,8 @@ def _batches(docs: list[_Doc], batch_tokens: int) -> Iterator[list[int]]:
 
 
 @torch.no_grad()
-def run_shard(model: HookedModel, docs: list[_Doc], hooks: Sequence[str], batch_tokens: int) -> dict[str, np.ndarray]:
+def run_shard(model: HookedModel, docs: list[_Doc], hooks: Sequence[str], batch_tokens: int,
+              progress: Callable[[int], Any] | None = None) -> dict[str, np.ndarray]:
     """tokens, doc, pos and float16 activations [n, width] per hook for the documents, in document order."""
     pad = model.tokenizer.pad_token_id
     pad = pad if pad is not None else (model.tokenizer.eos_token_id or 0)
@@ -133,6 +134,8 @@ def run_shard(model: HookedModel, docs: list[_Doc], hooks: Sequence[str], batch_
         for j, i in enumerate(batch):
             k = len(docs[i].ids)
             per_doc[i] = {h: cache[h][j, :k].to(torch.float16).numpy() for h in hooks}
+        if progress is not None:
+            progress(sum(len(docs[i].ids) for i in batch))
     out = {"tokens": np.concatenate([np.asarray(d.ids, dtype=np.int32) for d in docs]),
            "doc": np.concatenate([np.full(len(d.ids), d.id, dtype=np.int64) for d in docs]),
            "pos": np.concatenate([np.arange(len(d.ids), dtype=np.int32) for d in docs])}
@@ -214,11 +217,10 @@ def collect(model: HookedModel, *, layers: Sequence[int], sites: Sequence[str] =
                 if store_corpus is None:
                     store_corpus = store.create(corpus_id, manifest)
                 t0 = time.perf_counter()
-                arrays = run_shard(model, docs, list(hooks), batch_tokens)
+                arrays = run_shard(model, docs, list(hooks), batch_tokens, bar.update)
                 seconds += time.perf_counter() - t0
                 computed += len(arrays["tokens"])
                 record = store_corpus.write_shard(index, arrays, record)
-                bar.update(record["n_tokens"])
                 if on_shard is not None:
                     on_shard(index)
             n_tokens += int(record["n_tokens"])

@@ -244,4 +244,44 @@ def unit_summary(scan_: UnitScan, units: list[int], n: int = 3) -> list[str]:
     return lines
 
 
-__all__ = ["UnitScan", "logit_effects", "neuron_directions", "scan", "unit_summary"]
+def top_tokens(r: Any, unit: int, n: int = 3) -> str:
+    """The tokens of a unit's top `n` contexts, quoted."""
+    ctx = r.contexts[r.contexts["unit"] == unit].head(n)
+    return ", ".join(repr(t) for t in ctx["token"])
+
+
+def search_units(r: Any, query: str | None, limit: int = 30) -> list[dict[str, Any]]:
+    """Units of a `neurons` / `features` result matching a query: an id (`123` or `#123`), else a token (exact
+    match on the stripped token, then containment) by the units' mean activation on it, then units whose top
+    contexts end on it; no query: the strongest (neurons) or most frequent (features) units."""
+    q = (query or "").strip()
+    stats = r.stats.set_index("unit")
+    found: list[tuple[int, str]] = []
+    if q.lstrip("#").isdigit():
+        found = [(int(q.lstrip("#")), "id")]
+    elif q:
+        bt = r.by_token
+        norm = bt["token"].str.strip().str.lower()
+        for mask in (norm == q.lower(), norm.str.contains(q.lower(), regex=False)):
+            for x in bt[mask].sort_values("mean_act", ascending=False).itertuples():
+                found.append((int(x.unit), f"fires on {x.token!r} (mean {x.mean_act:.3f} over {x.count})"))
+        ctx = r.contexts[r.contexts["token"].str.strip().str.lower() == q.lower()]
+        for u, n in ctx.groupby("unit").size().sort_values(ascending=False).items():
+            found.append((int(u), f"{n} of its top contexts end on {q!r}"))
+    else:
+        order = "max" if r.meta.kind == "neurons" else "n_fired"
+        found = [(int(u), "") for u in r.stats.sort_values(order, ascending=False)["unit"].head(limit)]
+    rows, seen = [], set()
+    for u, why in found:
+        if u in seen or u not in stats.index:
+            continue
+        seen.add(u)
+        st = stats.loc[u]
+        rows.append({"unit": u, "why": why, "max": float(st["max"]), "density": float(st["density"]),
+                     "top_tokens": top_tokens(r, u)})
+        if len(rows) >= limit:
+            break
+    return rows
+
+
+__all__ = ["UnitScan", "search_units", "top_tokens", "logit_effects", "neuron_directions", "scan", "unit_summary"]
