@@ -53,4 +53,6 @@ def test_root_precedence(tmp_path, monkeypatch):
 
 
 def test_every_tool_kind_is_registered():
-    assert set(artifacts.kinds()) == {"attention", "patching", "probe", "attribution", "logit_lens", "drift"}
+    assert set(artifacts.kinds()) == {"attention", "patching", "probe", "attribution", "logit_lens", "drift",
+                                      "activations", "neurons", "sae", "sae_eval", "features", "top_units",
+                                      "failure_features"}

@@ -138,3 +138,21 @@ def test_smollm2_spliced_loss_ends(smol_hooked, real_data_dir):
     assert ident.ce_zero - ident.ce_clean > 1.0   # zero-ablating the residual stream at layer 15 wrecks the model
     assert ident.loss_recovered == pytest.approx(1.0, abs=1e-3) and ident.fvu < 1e-6
     assert zero.loss_recovered == 0.0
+
+
+def test_library_files_are_checked_like_every_artifact_file(tiny_sae, corpus_roots, tmp_path):
+    import shutil
+
+    from workbench.store.artifacts import ArtifactError, validate_blob_path
+
+    for bad in ("../x", "/etc/passwd", "sae/.hidden", "manifest.json", "t.parquet", ""):
+        with pytest.raises(ArtifactError):
+            validate_blob_path(bad)
+    aid, _ = tiny_sae
+    shutil.copytree(corpus_roots[1] / aid, tmp_path / aid)
+    weights = tmp_path / aid / "sae" / "sae.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0x01
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="sae/sae.safetensors does not match"):
+        artifacts.load(aid, tmp_path)
