@@ -65,6 +65,19 @@ def _encoded(x: np.ndarray, rows: np.ndarray, encode: Encode | None, chunk: int)
             yield r, (encode(xs) if encode is not None else xs).float()
 
 
+def _memo(token_strings: Callable[[list[int]], list[str]]) -> Callable[[list[int]], list[str]]:
+    """token_strings with each id decoded once (contexts repeat tokens many thousand times)."""
+    cache: dict[int, str] = {}
+
+    def strings(ids: list[int]) -> list[str]:
+        new = [i for i in dict.fromkeys(ids) if i not in cache]
+        if new:
+            cache.update(zip(new, token_strings(new)))
+        return [cache[i] for i in ids]
+
+    return strings
+
+
 def _window(docs: np.ndarray, pos: np.ndarray, r: int, before: int, after: int) -> tuple[int, int]:
     """Rows [a, b) of the context around row r, inside its document (a document's rows are contiguous,
     in order, and its pos counts from its first row)."""
@@ -81,6 +94,7 @@ def scan(corpus: Corpus, hook: str, n_units: int, token_strings: Callable[[list[
     corpus.require(hook)
     if top < 1:
         raise InterpError(f"--top must be at least 1, got {top}")
+    token_strings = _memo(token_strings)
     shards = corpus.shards()
     if not shards:
         raise InterpError(f"corpus {corpus.id} has no complete shards")
