@@ -354,6 +354,8 @@ def train(model: HookedModel, *, layer: int, site: str = "resid_post", corpus: s
     """Train a TopK SAE on the stored activations at `site` of `layer`; evaluate it on held-out text."""
     hook = hook_name(model, site, layer)
     c = open_corpus(model, hook, corpus, activations)
+    if eval_tokens:
+        text_corpus("mirror", data_dir)   # fail before training, not after, when the held-out text is missing
     available = c.n_tokens * epochs
     budget = min(tokens, available) if tokens else available
     if budget < 1:
