@@ -32,7 +32,7 @@ from workbench.interp.artifacts import Meta, register_kind
 from workbench.interp.corpus import HELDOUT_EVERY, Document, text_corpus
 from workbench.interp.errors import InterpError
 from workbench.interp.hooks import HookedModel
-from workbench.interp.sites import SITES, check_layers, hook_name
+from workbench.interp.sites import SITES, check_layers, hook_name, parse_hook
 from workbench.interp.tools import Tool, arg, register_tool
 from workbench.settings import ACTIVATIONS_HELP, DATA_HELP
 from workbench.store.activations import ActivationError, ActivationStore, Corpus
@@ -203,8 +203,6 @@ def collect(model: HookedModel, *, layers: Sequence[int], sites: Sequence[str] =
     plans = _shard_plans(text.documents(split), tokenize, tokens=tokens, max_len=max_len, shard_tokens=shard_tokens)
     bar = _progress(tokens, progress, sum(int(s["n_tokens"]) for s in done))
     seconds, computed = 0.0, 0
-    n_tokens = n_docs = n_shards = 0
-    sources: dict[str, dict[str, Any]] = {}
     try:
         for index, docs in enumerate(plans):
             record = _record(docs, text.file_sha)
@@ -212,24 +210,16 @@ def collect(model: HookedModel, *, layers: Sequence[int], sites: Sequence[str] =
                 if done[index]["docs"] != record["docs"]:
                     raise ActivationError(f"corpus {corpus_id}: shard {index} on disk holds other documents than "
                                           "this collection would write (the text source changed?)")
-                record = done[index]
-            else:
-                if store_corpus is None:
-                    store_corpus = store.create(corpus_id, manifest)
-                t0 = time.perf_counter()
-                arrays = run_shard(model, docs, list(hooks), batch_tokens, bar.update)
-                seconds += time.perf_counter() - t0
-                computed += len(arrays["tokens"])
-                record = store_corpus.write_shard(index, arrays, record)
-                if on_shard is not None:
-                    on_shard(index)
-            n_tokens += int(record["n_tokens"])
-            n_docs += int(record["n_docs"])
-            n_shards += 1
-            for f, s in record["sources"].items():
-                agg = sources.setdefault(f, {"sha256": s["sha256"], "docs": 0, "tokens": 0})
-                agg["docs"] += s["docs"]
-                agg["tokens"] += s["tokens"]
+                continue
+            if store_corpus is None:
+                store_corpus = store.create(corpus_id, manifest)
+            t0 = time.perf_counter()
+            arrays = run_shard(model, docs, list(hooks), batch_tokens, bar.update)
+            seconds += time.perf_counter() - t0
+            computed += len(arrays["tokens"])
+            store_corpus.write_shard(index, arrays, record)
+            if on_shard is not None:
+                on_shard(index)
     finally:
         bar.close()
     if store_corpus is None:
@@ -237,19 +227,37 @@ def collect(model: HookedModel, *, layers: Sequence[int], sites: Sequence[str] =
     if text.missing:
         log.warning("%d mirror file(s) not found and skipped: %s", len(text.missing), ", ".join(text.missing[:5])
                     + (" ..." if len(text.missing) > 5 else ""))
-    table = pd.DataFrame([{"file": f, **s} for f, s in sorted(sources.items())], columns=["file", "sha256", "docs", "tokens"])
-    totals = {"n_tokens": n_tokens, "n_docs": n_docs, "n_shards": n_shards,
-              "seconds": round(seconds, 3), "tokens_per_s": computed / seconds if seconds else 0.0,
-              "peak_rss_mb": round(peak_rss_mb(), 1)}
+    shards = store_corpus.shards()
+    totals = {"n_tokens": sum(int(r["n_tokens"]) for r in shards), "n_docs": sum(int(r["n_docs"]) for r in shards),
+              "n_shards": len(shards), "seconds": round(seconds, 3),
+              "tokens_per_s": computed / seconds if seconds else 0.0, "peak_rss_mb": round(peak_rss_mb(), 1),
+              "resumed_shards": len(done)}
     store_corpus.update(status="complete", finished=utc_now(), totals=totals, missing=text.missing,
-                        files={f: s["sha256"] for f, s in sources.items()})
-    meta = Meta(kind="activations", model=manifest["model"], prompts=[], tokens=[],
-                params={**params, "layers": layers, "sites": list(sites), "activations_root": str(store.root)},
-                source=source, id=corpus_id)
-    return ActivationsResult(meta=meta, corpus_id=corpus_id, path=str(store_corpus.path), layers=layers, sites=hooks,
-                             n_tokens=n_tokens, n_docs=n_docs, n_shards=n_shards, resumed_shards=len(done),
-                             seconds=totals["seconds"], tokens_per_s=totals["tokens_per_s"],
-                             peak_rss_mb=totals["peak_rss_mb"], sources=table)
+                        files={f: s["sha256"] for r in shards for f, s in r["sources"].items()})
+    return corpus_record(store_corpus, source)
+
+
+def corpus_record(corpus: Corpus, source: dict[str, Any] | None = None) -> ActivationsResult:
+    """The `activations` artifact of a complete corpus (its id is the corpus id), from its manifest and shards."""
+    m = corpus.manifest
+    if not corpus.complete:
+        raise InterpError(f"corpus {corpus.id} is incomplete")
+    sources: dict[str, dict[str, Any]] = {}
+    for r in corpus.shards():
+        for f, s in r["sources"].items():
+            agg = sources.setdefault(f, {"sha256": s["sha256"], "docs": 0, "tokens": 0})
+            agg["docs"] += s["docs"]
+            agg["tokens"] += s["tokens"]
+    table = pd.DataFrame([{"file": f, **s} for f, s in sorted(sources.items())], columns=["file", "sha256", "docs", "tokens"])
+    t = m["totals"]
+    site_names = sorted({parse_hook(h)[0] for h in m["sites"]}, key=list(SITES.names()).index)
+    meta = Meta(kind="activations", model=m["model"], prompts=[], tokens=[], source=source, id=corpus.id,
+                params={**m["params"], "layers": m["layers"], "sites": site_names,
+                        "activations_root": str(corpus.path.parent)})
+    return ActivationsResult(meta=meta, corpus_id=corpus.id, path=str(corpus.path), layers=m["layers"], sites=m["sites"],
+                             n_tokens=t["n_tokens"], n_docs=t["n_docs"], n_shards=t["n_shards"],
+                             resumed_shards=int(t.get("resumed_shards", 0)), seconds=t["seconds"],
+                             tokens_per_s=t["tokens_per_s"], peak_rss_mb=t["peak_rss_mb"], sources=table)
 
 
 def _progress(total: int, enabled: bool, initial: int) -> Any:
