@@ -2,12 +2,15 @@
 the library's own weight format, feature explanations, and bad input."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from workbench.cli import main
 from workbench.interp import artifacts
-from workbench.interp.sae import evaluate, heldout_batches, load_weights, sparsify, train
+from workbench.interp.sae import evaluate, heldout_batches, keep_rows, load_weights, sparsify, train
+from workbench.store.activations import ActivationStore
 
 
 def _coder(d: int, latents: int, k: int):
@@ -52,11 +55,27 @@ def test_spliced_loss_ends_identity_recovers_all_zero_recovers_nothing(tiny_hook
     assert zero.ce_clean == ident.ce_clean and zero.ce_zero == ident.ce_zero
 
 
+def test_sink_tokens_are_left_out_of_the_splice_and_the_fvu(tiny_hooked, heldout):
+    hook = "blocks.0.hook_resid_post"
+    _, cache = tiny_hooked.run_with_cache(heldout[0][0], [hook], need_logits=False)
+    median = float(cache[hook][:, 1:].norm(dim=-1).median())
+    ident = evaluate(tiny_hooked, identity_sae(tiny_hooked.d_model), hook, heldout, max_norm=median)
+    zero = evaluate(tiny_hooked, zero_sae(tiny_hooked.d_model), hook, heldout, max_norm=median)
+    full = evaluate(tiny_hooked, zero_sae(tiny_hooked.d_model), hook, heldout)
+    assert ident.n_sinks > 0.3 * ident.n_tokens and ident.n_sinks + ident.n_tokens == full.n_tokens
+    assert ident.loss_recovered == pytest.approx(1.0, abs=1e-2) and ident.fvu_with_sinks < 1e-10
+    assert zero.loss_recovered == 0.0 and zero.ce_zero != full.ce_zero   # fewer positions zeroed
+
+
 def test_trained_sae_is_seeded_beats_the_mean_and_is_stored_in_the_library_format(tiny_sae, tiny_hooked, tiny_corpus,
                                                                                   corpus_roots, real_data_dir):
     aid, r = tiny_sae
     assert r.n_latents == 4 * tiny_hooked.d_model and r.k == 8 and r.steps > 10
-    assert r.train_tokens == 3 * (tiny_corpus.n_tokens - tiny_corpus.n_docs)   # 3 epochs, position 0 left out
+    c = ActivationStore(Path(tiny_corpus.path).parent).open(tiny_corpus.corpus_id)
+    kept = sum(int(keep_rows(a["pos"], a["blocks.1.hook_resid_post"], True, r.meta.params["max_norm"]).sum())
+               for _, a in c.iter_shards(["pos", "blocks.1.hook_resid_post"]))
+    assert r.meta.params["max_norm"] > 0 and kept > tiny_corpus.n_tokens - 2 * tiny_corpus.n_docs
+    assert r.train_tokens == 3 * kept   # 3 epochs; position 0 and sink tokens left out
     ev = r.evaluation
     assert 0 < ev["fvu"] < 0.9 and ev["l0"] == pytest.approx(8.0, abs=0.01)
     assert ev["dead"] + (r.frequency > 0).sum() == r.n_latents

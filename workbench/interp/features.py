@@ -70,7 +70,7 @@ def explain_features(model: HookedModel, *, sae: str, corpus: str | None = None,
     c = open_corpus(model, r.site, corpus or r.corpus_id, activations)
     s = scan(c, r.site, int(coder.num_latents), model.token_strings, encode=dense_encoder(coder), top=top,
              before=window, after=max(window // 3, 1), bins=bins, positive_hist=True,
-             skip_first=bool(r.meta.params.get("skip_first", True)))
+             skip_first=bool(r.meta.params.get("skip_first", True)), max_norm=r.meta.params.get("max_norm"))
     site, layer = parse_hook(r.site)
     directions = coder.W_dec.detach().float()
     if SITES.get(site).space == "neurons":

@@ -7,8 +7,12 @@ training never re-runs the model. The recipe is the library trainer's (`sparsify
 before every step, gradient parallel to them removed), signSGD under a schedule-free wrapper
 (momentum 0.95, lr 5e-3 / sqrt(latents / 2^14)), optional AuxK loss on dead latents; only the data
 loop is ours (shards in a seeded order, rows shuffled within a shard, batches of `--batch-tokens`).
-Position 0 of each document is left out (its residual stream carries the attention-sink's huge
-norm), in training and in evaluation.
+Attention-sink tokens are left out, in training and in evaluation: position 0 of each document, and
+any token whose activation norm exceeds `--sink-factor` (10) x the corpus' median norm (SmolLM2 has
+no BOS token; its first token, and a few later ones such as an early newline, carry norms ~24,000
+where the median is ~170 at layer 15: one such token in 4,000 holds ~90% of the variance, so left
+in it would decide the FVU on its own). The threshold is stored with the SAE; evaluation also reports
+the FVU with the sink tokens in.
 
 Evaluation (`evaluate`, run after training on `--eval-tokens` held-out mirror tokens and by
 `workbench interp sae eval`): fraction of variance unexplained (FVU; variance explained = 1 - FVU),
@@ -49,6 +53,7 @@ from workbench.store.activations import Corpus
 
 WEIGHTS_DIR = "sae"
 DENSE_ABOVE = 0.1     # a latent firing on more than this share of tokens is "dense"
+SINK_FACTOR = 10.0    # tokens with an activation norm above this x the median are attention sinks
 
 
 def sparsify() -> Any:
@@ -63,10 +68,29 @@ def sparsify() -> Any:
 
 
 # ---- data -------------------------------------------------------------------------------------------
+def sink_threshold(corpus: Corpus, hook: str, factor: float = SINK_FACTOR) -> float | None:
+    """`factor` x the median activation norm (positions >= 1 of the first shard); None if factor is 0."""
+    if not factor:
+        return None
+    arr = corpus.read(corpus.shards()[0], ["pos", hook])
+    x = arr[hook][arr["pos"] > 0].astype(np.float32)
+    if not len(x):
+        return None
+    return float(np.median(np.linalg.norm(x, axis=1)) * factor)
+
+
+def keep_rows(pos: np.ndarray, x: np.ndarray, skip_first: bool, max_norm: float | None) -> np.ndarray:
+    """Rows that are not attention sinks: position > 0 (if `skip_first`) and norm <= `max_norm` (if set)."""
+    keep = pos > 0 if skip_first else np.ones(len(pos), dtype=bool)
+    if max_norm is not None:
+        keep &= np.linalg.norm(x.astype(np.float32), axis=1) <= max_norm
+    return keep
+
+
 def batches(corpus: Corpus, hook: str, *, batch_tokens: int, tokens: int, epochs: int, seed: int,
-            skip_first: bool = True) -> Iterator[torch.Tensor]:
+            skip_first: bool = True, max_norm: float | None = None) -> Iterator[torch.Tensor]:
     """float32 batches of stored activations: shards in a seeded order per epoch, rows shuffled within a
-    shard, position 0 of each document left out (if `skip_first`); stops after `tokens` rows."""
+    shard, attention sinks left out (`keep_rows`); stops after `tokens` rows."""
     shards = corpus.shards()
     rng = np.random.default_rng(seed)
     carry = np.zeros((0, corpus.sites[hook]), dtype=np.float16)
@@ -74,7 +98,7 @@ def batches(corpus: Corpus, hook: str, *, batch_tokens: int, tokens: int, epochs
     for _ in range(epochs):
         for si in rng.permutation(len(shards)):
             arr = corpus.read(shards[si], ["pos", hook])
-            x = arr[hook][arr["pos"] > 0] if skip_first else arr[hook]
+            x = arr[hook][keep_rows(arr["pos"], arr[hook], skip_first, max_norm)]
             x = np.concatenate([carry, x[rng.permutation(len(x))]])
             n_full = len(x) // batch_tokens * batch_tokens
             for s in range(0, n_full, batch_tokens):
@@ -185,7 +209,9 @@ def reconstructor(sae: Any) -> Callable[[torch.Tensor], torch.Tensor]:
 @dataclass
 class Evaluation:
     n_tokens: int                  # evaluation tokens (positions the SAE sees)
+    n_sinks: int                   # tokens left out as attention sinks (besides each document's first)
     fvu: float
+    fvu_with_sinks: float          # FVU had the sink tokens been reconstructed too
     variance_explained: float
     l0: float
     dead: int
@@ -240,19 +266,30 @@ def _ce(logits: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor) -> tu
     return float(nll[mask].sum()), int(mask.sum())
 
 
+def _sites(act: torch.Tensor, skip_first: bool, max_norm: float | None) -> torch.Tensor:
+    """[batch, pos] mask of the positions an SAE replaces: not position 0 (if `skip_first`), not a sink."""
+    keep = torch.ones(act.shape[:2], dtype=torch.bool)
+    if skip_first:
+        keep[:, 0] = False
+    if max_norm is not None:
+        keep &= act.float().norm(dim=-1) <= max_norm
+    return keep
+
+
 @torch.no_grad()
 def spliced_losses(model: HookedModel, hook: str, replace: Callable[[torch.Tensor], torch.Tensor],
-                   data: list[tuple[torch.Tensor, torch.Tensor]], *, skip_first: bool = True) -> dict[str, float]:
+                   data: list[tuple[torch.Tensor, torch.Tensor]], *, skip_first: bool = True,
+                   max_norm: float | None = None) -> dict[str, float]:
     """Mean next-token CE of the clean model, with `replace(activation)` spliced in at `hook`, and with
-    the activation zeroed (positions >= 1 when `skip_first`)."""
-    start = 1 if skip_first else 0
+    the activation zeroed, at the positions `_sites` selects (the others keep their clean activation)."""
     sums = {"clean": 0.0, "spliced": 0.0, "zero": 0.0}
     count = 0
 
     def splice(fn: Callable[[torch.Tensor], torch.Tensor]):
         def hook_fn(act: torch.Tensor, hook: Any = None) -> torch.Tensor:
+            keep = _sites(act, skip_first, max_norm)
             out = act.clone()
-            out[:, start:] = fn(act[:, start:])
+            out[keep] = fn(act[keep])
             return out
         return hook_fn
 
@@ -265,34 +302,55 @@ def spliced_losses(model: HookedModel, hook: str, replace: Callable[[torch.Tenso
     return {k: v / count for k, v in sums.items()}
 
 
+class _Var:
+    """Running sum of squared errors and total variance of vectors."""
+
+    def __init__(self) -> None:
+        self.sse = self.sxx = 0.0
+        self.sx: Any = 0.0
+        self.n = 0
+
+    def add(self, x: torch.Tensor, xh: torch.Tensor) -> None:
+        self.sse += float((x - xh).pow(2).sum())
+        self.sx = self.sx + x.sum(0, dtype=torch.float64)
+        self.sxx += float(x.double().pow(2).sum())
+        self.n += len(x)
+
+    def fvu(self) -> float:
+        return self.sse / (self.sxx - float((self.sx ** 2).sum()) / self.n) if self.n else float("nan")
+
+
 @torch.no_grad()
 def evaluate(model: HookedModel, sae: Any, hook: str, data: list[tuple[torch.Tensor, torch.Tensor]], *,
-             skip_first: bool = True) -> Evaluation:
-    """FVU, L0, dead/dense latents and loss recovered of `sae` at `hook` on the batches `data`."""
-    start = 1 if skip_first else 0
-    sse = sx = sxx = 0.0
-    n = l0 = 0
+             skip_first: bool = True, max_norm: float | None = None) -> Evaluation:
+    """FVU, L0, dead/dense latents and loss recovered of `sae` at `hook` on the batches `data`, leaving out
+    position 0 (if `skip_first`) and tokens with an activation norm above `max_norm`."""
+    kept, with_sinks = _Var(), _Var()
+    l0 = 0
     fired = torch.zeros(sae.num_latents, dtype=torch.long)
+    recon = reconstructor(sae)
     for tokens, lengths in data:
         _, cache = model.run_with_cache(tokens, [hook], need_logits=False)
-        mask = torch.arange(tokens.shape[1])[None, :] < lengths[:, None]
-        mask[:, :start] = False
-        x = cache[hook][mask].float()
+        act = cache[hook]
+        real = torch.arange(tokens.shape[1])[None, :] < lengths[:, None]
+        keep = _sites(act, skip_first, max_norm) & real
+        other = _sites(act, skip_first, None) & real
+        x = act[keep].float()
         out = sae.encode(x)
-        xh = sae.decode(out.top_acts, out.top_indices)
-        sse += float((x - xh).pow(2).sum())
-        sx = sx + x.sum(0, dtype=torch.float64)
-        sxx += float(x.double().pow(2).sum())
-        n += len(x)
+        kept.add(x, sae.decode(out.top_acts, out.top_indices))
+        with_sinks.add(act[other].float(), recon(act[other].float()))
         active = out.top_acts > 0
         l0 += int(active.sum())
         fired += torch.bincount(out.top_indices[active], minlength=sae.num_latents)
-    total_var = sxx - float((sx ** 2).sum()) / n
-    fvu = sse / total_var
-    ce = spliced_losses(model, hook, reconstructor(sae), data, skip_first=skip_first)
+    n = kept.n
+    if n == 0:
+        raise InterpError("no evaluation tokens left after leaving out the attention sinks; use more --tokens")
+    fvu = kept.fvu()
+    ce = spliced_losses(model, hook, recon, data, skip_first=skip_first, max_norm=max_norm)
     gap = ce["zero"] - ce["clean"]
     freq = (fired.double() / n).numpy()
-    return Evaluation(n_tokens=n, fvu=fvu, variance_explained=1 - fvu, l0=l0 / n, dead=int((fired == 0).sum()),
+    return Evaluation(n_tokens=n, n_sinks=with_sinks.n - n, fvu=fvu, fvu_with_sinks=with_sinks.fvu(),
+                      variance_explained=1 - fvu, l0=l0 / n, dead=int((fired == 0).sum()),
                       dense=int((freq > DENSE_ABOVE).sum()), ce_clean=ce["clean"], ce_sae=ce["spliced"],
                       ce_zero=ce["zero"], loss_recovered=(ce["zero"] - ce["spliced"]) / gap if gap else float("nan"),
                       frequency=freq.astype(np.float32))
@@ -331,7 +389,10 @@ class SaeResult:
 
 
 def describe_evaluation(e: dict[str, float]) -> str:
-    return (f"held-out ({int(e['n_tokens']):,} tokens): variance explained {e['variance_explained']:.3f} (FVU {e['fvu']:.3f}), "
+    sinks = (f"; with the {int(e['n_sinks'])} sink token(s) in, FVU {e['fvu_with_sinks']:.3f}"
+             if e.get("n_sinks") else "")
+    return (f"held-out ({int(e['n_tokens']):,} tokens): variance explained {e['variance_explained']:.3f} (FVU {e['fvu']:.3f}"
+            f"{sinks}), "
             f"L0 {e['l0']:.1f}, dead {int(e['dead'])}, dense {int(e['dense'])}; CE clean {e['ce_clean']:.3f}, "
             f"with SAE {e['ce_sae']:.3f}, zero-ablated {e['ce_zero']:.3f}: loss recovered {e['loss_recovered']:.1%}")
 
@@ -349,6 +410,7 @@ def load_sae(artifact_id: str, root: str | os.PathLike | None = None, model: Hoo
 def train(model: HookedModel, *, layer: int, site: str = "resid_post", corpus: str | None = None, expansion: int = 8,
           k: int = 32, tokens: int | None = None, epochs: int = 1, batch_tokens: int = 1024, seed: int = 0,
           lr: float | None = None, auxk_alpha: float = 0.0, eval_tokens: int = 4096, skip_first: bool = True,
+          sink_factor: float = SINK_FACTOR,
           activations: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None,
           progress: bool = True, source: dict[str, Any] | None = None) -> SaeResult:
     """Train a TopK SAE on the stored activations at `site` of `layer`; evaluate it on held-out text."""
@@ -356,6 +418,7 @@ def train(model: HookedModel, *, layer: int, site: str = "resid_post", corpus: s
     c = open_corpus(model, hook, corpus, activations)
     if eval_tokens:
         text_corpus("mirror", data_dir)   # fail before training, not after, when the held-out text is missing
+    max_norm = sink_threshold(c, hook, sink_factor)
     available = c.n_tokens * epochs
     budget = min(tokens, available) if tokens else available
     if budget < 1:
@@ -363,7 +426,7 @@ def train(model: HookedModel, *, layer: int, site: str = "resid_post", corpus: s
     bar = _bar(budget, progress)
     try:
         sae, log, lr_used = train_sae(batches(c, hook, batch_tokens=batch_tokens, tokens=budget, epochs=epochs, seed=seed,
-                                              skip_first=skip_first),
+                                              skip_first=skip_first, max_norm=max_norm),
                                       c.sites[hook], expansion=expansion, k=k, seed=seed, lr=lr, auxk_alpha=auxk_alpha,
                                       progress=bar.update)
     finally:
@@ -371,7 +434,7 @@ def train(model: HookedModel, *, layer: int, site: str = "resid_post", corpus: s
     evaluation = freq = None
     if eval_tokens:
         ev = evaluate(model, sae, hook, heldout_batches(model, tokens=eval_tokens, data_dir=data_dir),
-                      skip_first=skip_first)
+                      skip_first=skip_first, max_norm=max_norm)
         evaluation, freq = ev.scalars(), ev.frequency
     sp = sparsify()
     meta = Meta(kind="sae", model={"spec": model.spec, "sha256": model.ref.sha256, "checkpoint": str(model.ref.checkpoint)},
@@ -379,7 +442,8 @@ def train(model: HookedModel, *, layer: int, site: str = "resid_post", corpus: s
                 params={"layer": layer, "site": hook, "corpus": c.id, "expansion": expansion, "k": k, "tokens": budget,
                         "epochs": epochs, "batch_tokens": batch_tokens, "seed": seed, "lr": lr_used,
                         "auxk_alpha": auxk_alpha, "optimizer": "signum (SignSGD + ScheduleFreeWrapper, momentum 0.95)",
-                        "loss": "fvu", "skip_first": skip_first, "eval_tokens": eval_tokens,
+                        "loss": "fvu", "skip_first": skip_first, "sink_factor": sink_factor, "max_norm": max_norm,
+                        "eval_tokens": eval_tokens,
                         "eval_text": "mirror, held-out split", "library": f"eai-sparsify {sp.__version__}"})
     return SaeResult(meta=meta, corpus_id=c.id, layer=layer, site=hook, d_in=int(sae.d_in), n_latents=int(sae.num_latents),
                      k=k, train_tokens=log.tokens, steps=log.steps, seconds=round(log.seconds, 2),
@@ -416,12 +480,16 @@ TOOL = register_tool(Tool(
                                                                        "as the library)"),
           arg("--seed", type=int, default=0),
           arg("--eval-tokens", type=int_at_least(0), default=4096, help="held-out tokens to evaluate on (0: skip)"),
+          arg("--sink-factor", type=float_in(0, 1e6), default=SINK_FACTOR,
+              help="leave out tokens whose activation norm exceeds this x the median (attention sinks; 0: keep them; "
+                   "default 10)"),
           arg("--activations", help=ACTIVATIONS_HELP),
           arg("--data-dir", help=DATA_HELP),
           arg("--no-progress", action="store_true", help="no progress bar")),
     from_cli=lambda a, p, m: dict(layer=a.layer, site=a.site, corpus=a.corpus, expansion=a.expansion, k=a.k,
                                   tokens=a.tokens, epochs=a.epochs, batch_tokens=a.batch_tokens, lr=a.lr,
                                   auxk_alpha=a.auxk_alpha, seed=a.seed, eval_tokens=a.eval_tokens,
+                                  sink_factor=a.sink_factor,
                                   activations=a.activations, data_dir=a.data_dir,
                                   progress=not (a.no_progress or a.quiet)),
 ))

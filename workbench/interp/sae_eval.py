@@ -27,7 +27,7 @@ class SaeEvalResult:
     meta: Meta
     sae_id: str
     site: str
-    metrics: dict[str, float]       # n_tokens, fvu, variance_explained, l0, dead, dense, ce_clean, ce_sae, ce_zero,
+    metrics: dict[str, float]       # n_tokens, n_sinks, fvu, fvu_with_sinks, variance_explained, l0, dead, dense, ce_clean, ce_sae, ce_zero,
                                     # loss_recovered
     frequency: np.ndarray           # [latents] share of evaluation tokens each latent fires on
 
@@ -42,10 +42,11 @@ def evaluate_sae(model: HookedModel, *, sae: str, tokens: int = 4096, corpus: st
     split = split or ("heldout" if corpus == "mirror" else "all")
     data = heldout_batches(model, tokens=tokens, corpus=corpus, split=split, max_len=max_len, data_dir=data_dir)
     skip_first = bool(r.meta.params.get("skip_first", True))
-    ev = evaluate(model, r.sae(), r.site, data, skip_first=skip_first)
+    max_norm = r.meta.params.get("max_norm")
+    ev = evaluate(model, r.sae(), r.site, data, skip_first=skip_first, max_norm=max_norm)
     meta = Meta(kind="sae_eval", model=dict(r.meta.model), prompts=[], tokens=[], source=source,
                 params={"sae": sae, "site": r.site, "tokens": tokens, "corpus": corpus, "split": split,
-                        "max_len": max_len, "skip_first": skip_first, "dense_above": 0.1,
+                        "max_len": max_len, "skip_first": skip_first, "max_norm": max_norm, "dense_above": 0.1,
                         "loss_recovered": "(CE_zero - CE_sae) / (CE_zero - CE_clean)"})
     return SaeEvalResult(meta=meta, sae_id=sae, site=r.site, metrics=ev.scalars(), frequency=ev.frequency)
 

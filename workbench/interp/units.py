@@ -87,10 +87,11 @@ def _window(docs: np.ndarray, pos: np.ndarray, r: int, before: int, after: int) 
 @torch.no_grad()
 def scan(corpus: Corpus, hook: str, n_units: int, token_strings: Callable[[list[int]], list[str]], *,
          encode: Encode | None = None, top: int = 20, before: int = 12, after: int = 4, bins: int = 40,
-         positive_hist: bool = False, skip_first: bool = False, token_min_count: int = 5, max_tokens: int = 2000,
+         positive_hist: bool = False, skip_first: bool = False, max_norm: float | None = None,
+         token_min_count: int = 5, max_tokens: int = 2000,
          tokens_per_token: int = 5, n_random: int = 20, seed: int = 0, chunk: int = 4096) -> UnitScan:
     """Statistics, top contexts, histograms and per-token means of every unit over the corpus (leaving out
-    each document's position 0 if `skip_first`)."""
+    each document's position 0 if `skip_first`, and rows whose stored activation's norm exceeds `max_norm`)."""
     corpus.require(hook)
     if top < 1:
         raise InterpError(f"--top must be at least 1, got {top}")
@@ -111,7 +112,10 @@ def scan(corpus: Corpus, hook: str, n_units: int, token_strings: Callable[[list[
     eligible = []
 
     def rows_of(arr: dict[str, np.ndarray]) -> np.ndarray:
-        return np.nonzero(arr["pos"] > 0)[0] if skip_first else np.arange(len(arr["pos"]))
+        keep = arr["pos"] > 0 if skip_first else np.ones(len(arr["pos"]), dtype=bool)
+        if max_norm is not None:
+            keep &= np.linalg.norm(arr[hook].astype(np.float32), axis=1) <= max_norm
+        return np.nonzero(keep)[0]
 
     # pass 1: statistics, top keys, per-token sums
     for si, record in enumerate(shards):
