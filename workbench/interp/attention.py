@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from workbench.argtypes import int_at_least, ints
+from workbench.argtypes import int_at_least, ints, rng_seed
 from workbench.interp.artifacts import Meta, make_meta, register_kind
 from workbench.interp.errors import InterpError
 from workbench.interp.hooks import HookedModel
@@ -114,7 +114,7 @@ TOOL = register_tool(Tool(
     args=(arg("--layers", type=ints, help="layers whose prompt patterns to keep (default: all)"),
           arg("--seq-len", type=int_at_least(2), default=40, help="random tokens per half of a head-score sequence"),
           arg("--n-seqs", type=int_at_least(1), default=4, help="random sequences averaged for head scores"),
-          arg("--seed", type=int, default=0)),
+          arg("--seed", type=rng_seed, default=0)),
     from_cli=lambda a, p, m: dict(prompt=p.text, layers=a.layers, seq_len=a.seq_len, n_seqs=a.n_seqs, seed=a.seed),
     from_sample=lambda s, m: dict(prompt=s.prompt),
 ))
