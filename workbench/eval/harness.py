@@ -15,14 +15,16 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from workbench import settings
+from workbench.argtypes import SEED_MAX
 from workbench.errors import StoreError, TaskError, WorkbenchError
-from workbench.store import Run, RunStore
+from workbench.store import PartialRun, Run, RunStore
 from workbench.store.provenance import git_commit, hardware, package_versions, utc_now
 from workbench.store.publish import to_jsonable
+from workbench.store.runs import MANIFEST
 from workbench.store.samples import directions_from_lm_eval, metric_columns
 
 _PACKAGES = ("torch", "transformers", "lm_eval", "datasets", "gguf", "llama_cpp", "transformer_lens", "captum",
@@ -50,11 +52,21 @@ class EvalRequest:
     sandbox_memory_mb: int | None = None
 
     def __post_init__(self) -> None:
-        for name, low in (("limit", 1), ("num_fewshot", 0), ("chunk_size", 1), ("batch_size", 1)):
+        for name, low, high in (("limit", 1, None), ("num_fewshot", 0, None), ("chunk_size", 1, None),
+                                ("batch_size", 1, None), ("seed", 0, SEED_MAX)):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low
+                                      or (high is not None and value > high)):
                 flag = "--" + name.replace("_", "-")
-                raise WorkbenchError(f"{flag} must be an integer >= {low}, got {value!r}")
+                bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
+                raise WorkbenchError(f"{flag} must be an integer {bounds}, got {value!r}")
+        if not isinstance(self.model, str) or not self.model:
+            raise WorkbenchError(f"--model must be a model spec, got {self.model!r}")
+        if not isinstance(self.tasks, list) or not all(isinstance(t, str) for t in self.tasks):
+            raise WorkbenchError(f"--tasks must be a list of task names, got {self.tasks!r}")
+        for name in ("suite", "data_dir"):
+            if not isinstance(getattr(self, name), str | None):
+                raise WorkbenchError(f"--{name.replace('_', '-')} must be a string, got {getattr(self, name)!r}")
         if self.dtype not in ("float32", "bfloat16", "float16"):
             raise WorkbenchError(f"--dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
 
@@ -256,6 +268,31 @@ def compute_metrics(df, manifest: dict[str, Any], seed: int) -> dict[str, Any]:
     return out
 
 
+def _resume_plan(partial: PartialRun) -> tuple[EvalRequest, settings.Scoring]:
+    """An interrupted run's request and scoring settings; StoreError naming its manifest if it is not in the
+    shape a run writes (damaged or edited), before any work."""
+    m = partial.manifest
+    damaged = f"cannot resume {partial.run_id}: {partial.path / MANIFEST} is damaged"
+    request = m["request"]
+    unknown = sorted(str(k) for k in request if k not in {f.name for f in fields(EvalRequest)})
+    if unknown or "model" not in request:
+        raise StoreError(f"{damaged}: its request has {'unknown field(s) ' + ', '.join(unknown) if unknown else 'no model'}")
+    try:
+        req = EvalRequest(**request)
+        scoring = settings.Scoring.from_dict(m.get("scoring") or {})
+    except (ValueError, WorkbenchError) as exc:
+        raise StoreError(f"{damaged}: {exc}") from None
+    if not isinstance(m.get("model"), dict) or not isinstance(m["model"].get("sha256"), str):
+        raise StoreError(f"{damaged}: no model sha256")
+    for name, rec in m["tasks"].items():
+        if not (isinstance(rec, dict) and isinstance(rec.get("doc_ids"), list) and isinstance(rec.get("n_chunks"), int)
+                and all(isinstance(i, int) and not isinstance(i, bool) for i in rec["doc_ids"])
+                and rec["n_chunks"] == -(-len(rec["doc_ids"]) // req.chunk_size)
+                and isinstance(rec.get("data"), list) and isinstance(rec.get("prompt_hash"), str)):
+            raise StoreError(f"{damaged}: task {name!r} has no valid plan (doc_ids, n_chunks, data, prompt_hash)")
+    return req, scoring
+
+
 def _check_scoring(scoring: settings.Scoring) -> None:
     """Fail before any work on a judge name nobody registered."""
     from workbench.scoring.refusal import JUDGES
@@ -284,31 +321,43 @@ def run_eval(
 
     _quiet_lm_eval()
     t0 = time.time()
-    if resume:
+    if resume is not None:
         partial = store.open_partial(resume)
-        req = EvalRequest(**partial.manifest["request"])
+        req, scoring = _resume_plan(partial)
     elif req is None:
         raise WorkbenchError("nothing to run")
-    parse_spec(req.model)  # fail fast on an unknown spec, before any data work
-    scoring = settings.Scoring.from_dict(partial.manifest.get("scoring") or {}) if resume else req.scoring()
-    _check_scoring(scoring)
-    planned = plan_tasks(req)
+    else:
+        scoring = req.scoring()
+    try:
+        parse_spec(req.model)  # fail fast on an unknown spec, before any data work
+        _check_scoring(scoring)
+        planned = plan_tasks(req)
+    except WorkbenchError as exc:
+        if resume is None:
+            raise
+        raise type(exc)(f"cannot resume {resume}: {exc}") from None
 
-    if resume:
+    if resume is not None:
         recorded = partial.manifest["tasks"]
         for built, _ in planned:
             rec = recorded.get(built.spec.name)
             if rec is None or [asdict(f) for f in built.files] != rec["data"] or rec["prompt_hash"] != built.prompt_hash:
                 raise StoreError(f"cannot resume {resume}: task {built.spec.name}'s data or prompt changed since it started")
+            if any(not 0 <= i < len(built.task.eval_docs) for i in rec["doc_ids"]):
+                raise StoreError(f"cannot resume {resume}: its manifest names docs of {built.spec.name} that do not exist")
+        if set(recorded) != {built.spec.name for built, _ in planned}:
+            raise StoreError(f"cannot resume {resume}: its manifest's tasks do not match its request")
         doc_plan = {name: rec["doc_ids"] for name, rec in recorded.items()}
     else:
         doc_plan = {built.spec.name: ids for built, ids in planned}
 
+    if resume is None:
+        store.ensure_root()  # a store that cannot be written fails before the model loads
     t_load = time.time()
     lm = load_model(req.model, dtype=req.dtype, batch_size=req.batch_size)
     load_s = time.time() - t_load
     try:
-        if not resume:
+        if resume is None:
             manifest = {
                 "created": utc_now(),
                 "request": asdict(req),
@@ -324,7 +373,7 @@ def run_eval(
                 "git_commit": git_commit(),
                 "hardware": hardware(),
             }
-            partial = store.create(run_id or new_run_id(req.model), manifest)
+            partial = store.create(new_run_id(req.model) if run_id is None else run_id, manifest)
         elif lm.info.sha256 != partial.manifest["model"]["sha256"]:
             raise StoreError(f"cannot resume {resume}: the model's weights changed since it started")
         if on_start:

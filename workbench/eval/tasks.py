@@ -165,6 +165,7 @@ def build(
     elif task.get_config("num_fewshot") is None:
         task.set_config(key="num_fewshot", value=0)
     task.set_fewshot_seed(seed=fewshot_seed)
+    _check_fewshot_pool(spec, task, asked=num_fewshot is not None)
     return BuiltTask(
         spec=spec,
         task=task,
@@ -173,6 +174,22 @@ def build(
         prompt_hash=prompt_hash(task.dump_config()),
         num_fewshot=int(task.get_config("num_fewshot") or 0),
     )
+
+
+def _check_fewshot_pool(spec: TaskSpec, task: Any, asked: bool) -> None:
+    """TaskError, before any work, when a task wants more few-shot examples than its few-shot source holds."""
+    shots = int(task.get_config("num_fewshot") or 0)
+    if not shots:
+        return
+    sampler = getattr(task, "sampler", None)
+    pool = len(sampler.fewshot_docs()) if sampler is not None else 0
+    split = task.fewshot_cfg.split
+    if split == task.config.test_split:  # as lm-eval: a doc is never its own example, so one fewer to draw from
+        pool -= 1
+    if shots > pool:
+        source = f"in its {split} split" if split else "for it"
+        why = f"--num-fewshot {shots} asked" if asked else f"its config asks for {shots} few-shot examples"
+        raise TaskError(f"task {spec.name}: {why}, but only {max(pool, 0)} few-shot example(s) exist {source}")
 
 
 # ---- suites -------------------------------------------------------------------------------------

@@ -156,7 +156,7 @@ def load_checkpoint(path: Path, dtype: str = "float32"):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if not path.is_dir():
-        raise ModelError(f"model directory not found: {path}")
+        raise ModelError(f"not a model directory: {path} is a file" if path.exists() else f"model directory not found: {path}")
     if not (path / "config.json").is_file():
         raise ModelError(f"{path} is not a transformers checkpoint (no config.json)")
     if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
