@@ -83,25 +83,41 @@ def benchmarks() -> dict[str, Benchmark]:
     return _load_declarations(str(settings.benchmarks_dir()))
 
 
+def _read_csv(path: Path, bench: Benchmark) -> list[tuple[int, dict[str, Any]]]:
+    """(line, row) pairs; the header row, or the declared columns of a headerless file, name the fields.
+
+    Strict quoting, and every record must have one field per column: a quote left open would otherwise
+    swallow the lines up to the next quote character into one field and merge rows silently.
+    """
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader, start = csv.reader(fh, strict=True), 1
+        try:
+            columns = list(bench.columns) if bench.columns else next(reader, None)
+            if not columns:
+                return []
+            rows, start = [], reader.line_num + 1
+            for rec in reader:
+                if rec and len(rec) != len(columns):
+                    raise DataError(f"malformed row in {path} line {start}: expected {len(columns)} columns "
+                                    f"({', '.join(columns)}), got {len(rec)}")
+                if rec:
+                    rows.append((start, dict(zip(columns, rec))))
+                start = reader.line_num + 1
+        except csv.Error as exc:
+            at = "" if reader.line_num == start else f", broken at line {reader.line_num}"
+            raise DataError(f"malformed CSV in {path}: the record starting at line {start}{at}: {exc} "
+                            "(an unclosed or stray quote?)") from None
+    return rows
+
+
 def _read_raw(path: Path, bench: Benchmark) -> list[tuple[int, dict[str, Any]]]:
     """(line/row number, raw row) pairs from one mirror file."""
     try:
         if bench.fmt == "csv":
-            with open(path, newline="", encoding="utf-8-sig") as fh:
-                if bench.columns:
-                    rows = []
-                    for n, rec in enumerate(csv.reader(fh), start=1):
-                        if len(rec) != len(bench.columns):
-                            raise DataError(
-                                f"malformed row in {path} line {n}: expected {len(bench.columns)} "
-                                f"columns ({', '.join(bench.columns)}), got {len(rec)}"
-                            )
-                        rows.append((n, dict(zip(bench.columns, rec))))
-                    return rows
-                return [(n + 1, r) for n, r in enumerate(csv.DictReader(fh), start=1)]
+            return _read_csv(path, bench)
         if bench.fmt == "jsonl":
             rows = []
-            with open(path, encoding="utf-8") as fh:
+            with open(path, encoding="utf-8-sig") as fh:
                 for n, line in enumerate(fh, start=1):
                     if line.strip():
                         try:
@@ -110,7 +126,7 @@ def _read_raw(path: Path, bench: Benchmark) -> list[tuple[int, dict[str, Any]]]:
                             raise DataError(f"malformed row in {path} line {n}: invalid JSON ({exc.msg})") from None
             return rows
         if bench.fmt == "json":
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(path.read_text(encoding="utf-8-sig"))
             if not isinstance(data, list):
                 raise DataError(f"{path}: expected a JSON array of rows")
             return list(enumerate(data, start=1))
@@ -118,7 +134,31 @@ def _read_raw(path: Path, bench: Benchmark) -> list[tuple[int, dict[str, Any]]]:
         raise DataError(f"{path} is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise DataError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
     raise DataError(f"{bench.source}: unknown mirror format {bench.fmt!r}")
+
+
+def _embedded_row(raw: dict[str, Any], columns: tuple[str, ...], transform: Any, subset: str | None) -> str | None:
+    """A line inside a multi-line field that is itself a valid row, or None.
+
+    In a headerless CSV a quote left open upstream can merge whole rows into one field and still leave
+    the right number of columns; the merged row shows as a field holding a complete row of its own.
+    (Checked on the real MMLU mirror: no multi-line question holds such a line.)
+    """
+    for value in raw.values():
+        if not isinstance(value, str) or "\n" not in value:
+            continue
+        for line in value.split("\n"):
+            fields = next(csv.reader([line]), [])
+            if len(fields) != len(columns):
+                continue
+            try:
+                transform(dict(zip(columns, fields)), subset)
+            except (ValueError, TypeError, AttributeError):
+                continue
+            return line
+    return None
 
 
 def read_split(
@@ -129,10 +169,11 @@ def read_split(
     rel = bench.split_path(split, subset)
     path = root / rel
     if not path.is_file():
-        raise DataError(
-            f"missing data file for {bench.name}{'/' + subset if subset else ''} ({split} split): {path} "
-            f"- set --data-dir or WORKBENCH_DATA_DIR to the benchmark mirror"
-        )
+        what = f"{bench.name}{'/' + subset if subset else ''} ({split} split)"
+        if path.exists():
+            raise DataError(f"data file for {what} is not a file: {path}")
+        raise DataError(f"missing data file for {what}: {path} - set --data-dir or WORKBENCH_DATA_DIR to the "
+                        "benchmark mirror")
     transform = SCHEMAS[bench.schema]
     rows = []
     for n, raw in _read_raw(path, bench):
@@ -140,9 +181,17 @@ def read_split(
             rows.append(transform(raw, subset))
         except (ValueError, TypeError, AttributeError) as exc:
             raise DataError(f"malformed row in {path} line {n}: {exc}") from None
+        merged = _embedded_row(raw, bench.columns, transform, subset) if bench.fmt == "csv" and bench.columns else None
+        if merged is not None:
+            raise DataError(f"malformed row in {path} line {n}: a field spans several lines and one of them is a "
+                            f"complete row ({merged[:50]!r}...); an unclosed quote merged rows")
     if not rows:
         raise DataError(f"{path} has no rows")
-    return rows, FileRecord(rel, sha256_file(path), len(rows))
+    try:
+        digest = sha256_file(path)
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return rows, FileRecord(rel, digest, len(rows))
 
 
 def load_dataset(
