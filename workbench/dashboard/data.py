@@ -6,6 +6,7 @@ immutable once published (atomic rename), so they are cached by id for the life 
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import os
 from collections.abc import Sequence
@@ -17,9 +18,12 @@ import numpy as np
 import pandas as pd
 
 from workbench.analysis.compare import Comparison, answer_text, compare_runs, load_runs, match_items, model_label
+from workbench.errors import StoreError
 from workbench.interp import artifacts
 from workbench.store import Run, RunStore, validate_run_id
 from workbench.store.samples import fmt, metric_columns, primary_metric
+
+log = logging.getLogger(__name__)
 
 FLIP_STATES = ("right→wrong", "wrong→right", "same")
 _ANSWER_CHARS = 80
@@ -191,16 +195,24 @@ class DashboardData:
         self.flips = functools.lru_cache(16)(self._flips)
         self._artifact = functools.lru_cache(16)(self._load_artifact)
         self.jobs = None  # a jobs.JobRunner when the app lets the sample panel create artifacts
+        self.unreadable: dict[str, str] = {}  # store entry -> why it was skipped
 
     def runs(self) -> list[Run]:
-        """Complete runs, oldest first; new runs are picked up on every call."""
+        """Complete runs, oldest first; new runs are picked up on every call. An entry that cannot be read is
+        skipped, with a warning naming it (kept in `unreadable` for the page to show)."""
         root = self.store.root
         if not root.is_dir():
             return []
         for p in root.iterdir():
             if p.name.startswith(".") or p.name in self._runs or not (p / "metrics.json").is_file():
                 continue
-            self._runs[p.name] = self.store.load(p.name)
+            try:
+                self._runs[p.name] = self.store.load(p.name)
+                self.unreadable.pop(str(p), None)
+            except StoreError as exc:
+                if self.unreadable.get(str(p)) != str(exc):
+                    log.warning("skipping %s: %s", p, exc)
+                self.unreadable[str(p)] = str(exc)
         return sorted(self._runs.values(), key=lambda r: (r.manifest.get("created", ""), r.run_id))
 
     def run(self, run_id: str) -> Run:

@@ -36,8 +36,11 @@ def _query(search: str | None) -> dict[str, str]:
 # ---- leaderboard ----------------------------------------------------------------------------------
 def leaderboard_page(data: DashboardData, query: dict[str, str]) -> html.Div:
     cols, rows = leaderboard(data.runs())
+    skipped = html.Div([html.P(f"skipped {path}: {why}") for path, why in sorted(data.unreadable.items())],
+                       className="error", id="lb-skipped") if data.unreadable else None
     if not rows:
-        return html.Div([html.H2("Leaderboard"), html.P(f"No complete runs in {data.store.root}.", id="lb-empty")])
+        return html.Div([html.H2("Leaderboard"), skipped,
+                         html.P(f"No complete runs in {data.store.root}.", id="lb-empty")])
     opts = {k: sorted({r[k] for r in rows}) for k in ("suite", "model", "backend")}
     col_defs = [{"field": "run_id", "headerName": "run", "pinned": "left", "minWidth": 260},
                 {"field": "model"}, {"field": "backend", "maxWidth": 110}, {"field": "suite", "maxWidth": 100},
@@ -56,6 +59,7 @@ def leaderboard_page(data: DashboardData, query: dict[str, str]) -> html.Div:
                    getRowId="params.data.run_id", style={"height": "420px", "width": "100%"},
                    dashGridOptions={"rowSelection": {"mode": "multiRow"}, "tooltipShowDelay": 200}),
         html.Div(id="lb-actions", className="actions"),
+        skipped,
     ])
 
 
