@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -10,7 +11,14 @@ from dash import dcc, html
 
 from workbench.analysis.compare import compare_runs
 from workbench.dashboard import pages
-from workbench.dashboard.data import filter_samples, flip_states, leaderboard, sample_detail, sample_rows
+from workbench.dashboard.data import (
+    DashboardData,
+    filter_samples,
+    flip_states,
+    leaderboard,
+    sample_detail,
+    sample_rows,
+)
 from workbench.interp import artifacts
 
 
@@ -265,3 +273,14 @@ def test_background_job_failure_is_reported(dash_app):
     assert "failed: " in pages.job_status(job).children
     with pytest.raises(Exception, match="unknown tool"):
         data.jobs.submit("nope", "run-b", "arc_easy#0", "x")
+
+
+def test_a_damaged_run_is_skipped_and_named_on_the_leaderboard(dash_env, tmp_path):
+    shutil.copytree(dash_env.store, tmp_path / "runs")
+    (tmp_path / "runs" / "run-b" / "manifest.json").write_text("{not json")
+    data = DashboardData(tmp_path / "runs", dash_env.artifacts)
+    page = pages.page_for(data, "/", "")
+    assert "page-error" not in _ids(page) and "lb-grid" in _ids(page)
+    assert sorted(r.run_id for r in data.runs()) == ["run-a", "run-xss"]
+    skipped = next(n for n in _walk(page) if getattr(n, "id", None) == "lb-skipped")
+    assert "run-b" in _text(skipped) and "manifest.json is corrupt" in _text(skipped)
