@@ -63,3 +63,10 @@ def float_in(low: float, high: float, *, low_open: bool = False, high_open: bool
 
     parse.__name__ = "number"
     return parse
+
+
+def path(value: str) -> str:
+    """argparse type: a non-empty path (an empty one, say from an unset variable, would silently mean the default)."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("expected a path, got an empty string")
+    return value

@@ -39,6 +39,13 @@ def env(tmp_path, store_template, tiny_model_dir, fixture_mirror) -> dict[str, s
     (tmp_path / "dir.gguf").mkdir()
     (tmp_path / "noweights").mkdir()
     shutil.copy(tiny_model_dir / "config.json", tmp_path / "noweights")
+    for name in ("corrupt", "badconfig", "notokenizer"):
+        shutil.copytree(tiny_model_dir, tmp_path / name)
+    weights = tmp_path / "corrupt" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:5000])
+    (tmp_path / "badconfig" / "config.json").write_text("{bad")
+    (tmp_path / "notokenizer" / "tokenizer.json").unlink()
+    (tmp_path / "notokenizer" / "tokenizer_config.json").unlink()
     (tmp_path / "binary.yaml").write_bytes(b"\x00\x01\x02\xff\xfe")
     return {"tiny": f"hf:{tiny_model_dir}", "mirror": str(fixture_mirror), "tmp": str(tmp_path),
             "store": str(tmp_path / "runs"), "arts": str(tmp_path / "arts")}
@@ -88,6 +95,10 @@ EVAL_CASES = [
     ("hf-dir-is-file", [*ARC[:2], "hf:{tmp}/file", *ARC[3:]], ["not a model directory", "is a file"]),
     ("hf-no-weights", [*ARC[:2], "hf:{tmp}/noweights", *ARC[3:]], ["has no weights"]),
     ("hf-no-config", [*ARC[:2], "hf:{tmp}/dir", *ARC[3:]], ["not a transformers checkpoint"]),
+    ("hf-truncated-weights", [*ARC[:2], "hf:{tmp}/corrupt", *ARC[3:]], ["cannot load checkpoint", "SafetensorError"]),
+    ("hf-corrupt-config", [*ARC[:2], "hf:{tmp}/badconfig", *ARC[3:]], ["cannot load checkpoint", "config.json"]),
+    ("hf-no-tokenizer", [*ARC[:2], "hf:{tmp}/notokenizer", *ARC[3:]], ["cannot load checkpoint", "tokenizer"]),
+    ("int8-truncated-weights", [*ARC[:2], "int8:{tmp}/corrupt", *ARC[3:]], ["cannot load checkpoint", "SafetensorError"]),
     ("gguf-zero-bytes", [*ARC[:2], "gguf:{tmp}/zero.gguf", *ARC[3:]], ["zero.gguf is not a GGUF file"]),
     ("gguf-truncated", [*ARC[:2], "gguf:{tmp}/trunc.gguf", *ARC[3:]], ["corrupt or truncated GGUF", "trunc.gguf"]),
     ("gguf-directory", [*ARC[:2], "gguf:{tmp}/dir.gguf", *ARC[3:]], ["not a GGUF file", "is a directory"]),
@@ -115,6 +126,8 @@ EVAL_CASES = [
     ("store-is-file", [*ARC[:6], "{tmp}/file", "--tasks", "arc_easy"], ["run store", "is not a directory"]),
     ("store-under-file", [*ARC[:6], "{tmp}/file/sub", "--tasks", "arc_easy"], ["cannot create run store"]),
     ("store-unwritable", [*ARC[:6], "/proc/workbench-store", "--tasks", "arc_easy"], ["cannot create run store"]),
+    ("store-empty-path", [*ARC[:6], "", "--tasks", "arc_easy"], ["argument --store", "empty string"]),
+    ("data-dir-empty-path", [*EVAL[:4], "", *EVAL[5:], "--tasks", "arc_easy"], ["argument --data-dir", "empty string"]),
 ]
 
 
@@ -147,6 +160,9 @@ READ_CASES = [
      ["cannot write the report"]),
     ("compare-out-unwritable", ["compare", "run-a", "run-b", "--store", "{store}", "--out", "/proc/wb-report"],
      ["cannot write the report"]),
+    ("compare-out-empty", ["compare", "run-a", "run-b", "--store", "{store}", "--out", ""], ["argument --out"]),
+    ("runs-list-store-empty", ["runs", "list", "--store", " "], ["argument --store", "empty string"]),
+    ("artifacts-list-empty", ["artifacts", "list", "--artifacts", ""], ["argument --artifacts", "empty string"]),
     ("artifacts-list-file", ["artifacts", "list", "--artifacts", "{tmp}/file"], ["artifact root", "not a directory"]),
     ("artifacts-verify-file", ["artifacts", "verify", "--artifacts", "{tmp}/file"], ["not a directory"]),
     ("artifacts-show-traversal", ["artifacts", "show", "../etc", "--artifacts", "{arts}"], ["invalid artifact id"]),
@@ -173,6 +189,8 @@ READ_CASES = [
     ("interp-ig-one-step", ["interp", "attribute", "--model", "{tiny}", "--n-steps", "1"], ["argument --n-steps"]),
     ("interp-model-missing", ["interp", "logit-lens", "--model", "hf:{tmp}/missing", "--prompt", "x",
                               "--artifacts", "{tmp}/a"], ["not a transformers checkpoint"]),
+    ("interp-truncated-weights", ["interp", "logit-lens", "--model", "hf:{tmp}/corrupt", "--prompt", "x",
+                                  "--artifacts", "{tmp}/a"], ["cannot load checkpoint", "SafetensorError"]),
     ("interp-run-without-sample", ["interp", "logit-lens", "--model", "{tiny}", "--run", "run-a", "--store", "{store}"],
      ["--run and --sample go together"]),
     ("interp-run-unknown", ["interp", "logit-lens", "--model", "{tiny}", "--run", "nope", "--sample", "0",
@@ -241,6 +259,8 @@ GATE_FILES = [
     ("policy-binary", ["--policy", "{tmp}/binary.yaml"], ["is not text"]),
     ("policy-directory", ["--policy", "{tmp}/dir"], ["is a directory"]),
     ("policy-missing", ["--policy", "{tmp}/missing.yaml"], ["not found"]),
+    ("policy-empty-path", ["--policy", ""], ["argument --policy", "empty string"]),
+    ("junit-empty-path", ["--junit", ""], ["argument --junit", "empty string"]),
     ("junit-missing-dir", ["--junit", "{tmp}/nodir/gate.xml"], ["cannot write the JUnit report"]),
     ("junit-directory", ["--junit", "{tmp}/dir"], ["cannot write the JUnit report", "Is a directory"]),
     ("summary-directory", ["--summary", "{tmp}/dir"], ["cannot write the summary", "Is a directory"]),

@@ -179,7 +179,8 @@ RESUME = [
      "is not a run manifest"),
     ("manifest-is-directory", _directory("manifest.json"), "cannot read"),
     ("request-unknown-field", _request("bogus", 1), "unknown field(s) bogus"),
-    ("request-no-model", _edit_json("manifest.json", lambda m: {**m, "request": {"tasks": ["arc_easy"]}}), "no model"),
+    ("request-no-model", _edit_json("manifest.json", lambda m: {**m, "request": {"tasks": ["arc_easy"]}}),
+     "names no model"),
     ("request-limit-negative", _request("limit", -3), "--limit must be an integer >= 1, got -3"),
     ("request-limit-string", _request("limit", "6"), "--limit must be an integer >= 1, got '6'"),
     ("request-seed-negative", _request("seed", -1), "--seed must be an integer in [0, 4294967295]"),
@@ -207,6 +208,14 @@ RESUME = [
     ("journal-line-list", _journal("[1, 2, 3]\n"), "line 1 is not a journal record"),
     ("journal-chunk-string", _journal('{"task": "arc_easy", "chunk": "0", "rows": []}\n'), "not a journal record"),
     ("journal-row-number", _journal('{"task": "arc_easy", "chunk": 0, "rows": [5]}\n'), "not a journal record"),
+    ("journal-chunk-other-doc", _journal('{"task": "arc_easy", "chunk": 0, "rows": [{"doc_id": 3}]}\n'),
+     "chunk 0 of arc_easy with other docs than its plan"),
+    ("journal-chunk-no-rows", _journal('{"task": "arc_easy", "chunk": 1, "rows": []}\n'),
+     "chunk 1 of arc_easy with other docs than its plan"),
+    ("journal-chunk-past-the-plan", _journal('{"task": "arc_easy", "chunk": 6, "rows": [{"doc_id": 6}]}\n'),
+     "chunk 6 of arc_easy with other docs"),
+    ("journal-task-not-planned", _journal('{"task": "mmlu_anatomy", "chunk": 0, "rows": [{"doc_id": 0}]}\n'),
+     "chunk 0 of mmlu_anatomy with other docs"),
 ]
 
 

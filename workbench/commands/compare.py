@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from workbench.analysis.stats import CORRECTIONS
-from workbench.argtypes import float_in, rng_seed
+from workbench.argtypes import float_in, path, rng_seed
 from workbench.commands import command
 from workbench.commands._common import JSON, STORE, json_safe
 
@@ -47,7 +47,7 @@ def register(subparsers: Any) -> None:
                     "a forest plot, flipped items and a manifest diff.",
         epilog="Example: workbench compare RUN_A RUN_B --out reports/ --json")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run ids; the first is the baseline")
-    p.add_argument("--out", default="reports", help="report directory (default: reports/)")
+    p.add_argument("--out", type=path, default="reports", help="report directory (default: reports/)")
     p.add_argument("--correction", default="holm", choices=list(CORRECTIONS),
                    help="multiple-comparison correction across tasks and subjects (default holm)")
     p.add_argument("--alpha", type=float_in(0, 1, low_open=True, high_open=True), default=0.05,

@@ -275,8 +275,10 @@ def _resume_plan(partial: PartialRun) -> tuple[EvalRequest, settings.Scoring]:
     damaged = f"cannot resume {partial.run_id}: {partial.path / MANIFEST} is damaged"
     request = m["request"]
     unknown = sorted(str(k) for k in request if k not in {f.name for f in fields(EvalRequest)})
-    if unknown or "model" not in request:
-        raise StoreError(f"{damaged}: its request has {'unknown field(s) ' + ', '.join(unknown) if unknown else 'no model'}")
+    if unknown:
+        raise StoreError(f"{damaged}: its request has unknown field(s) {', '.join(unknown)}")
+    if "model" not in request:
+        raise StoreError(f"{damaged}: its request names no model")
     try:
         req = EvalRequest(**request)
         scoring = settings.Scoring.from_dict(m.get("scoring") or {})
@@ -291,6 +293,17 @@ def _resume_plan(partial: PartialRun) -> tuple[EvalRequest, settings.Scoring]:
                 and isinstance(rec.get("data"), list) and isinstance(rec.get("prompt_hash"), str)):
             raise StoreError(f"{damaged}: task {name!r} has no valid plan (doc_ids, n_chunks, data, prompt_hash)")
     return req, scoring
+
+
+def _check_journal(partial: PartialRun, done: dict[tuple[str, int], list[dict[str, Any]]],
+                   doc_plan: dict[str, list[int]], chunk_size: int) -> None:
+    """StoreError if a journalled chunk does not hold exactly its planned docs (a damaged or edited journal
+    would otherwise give a run with missing or foreign samples that looks whole)."""
+    for (task, k), rows in done.items():
+        planned = doc_plan.get(task, [])[k * chunk_size:(k + 1) * chunk_size] if k >= 0 else []
+        if [r.get("doc_id") for r in rows] != planned:
+            raise StoreError(f"cannot resume {partial.run_id}: {partial.journal_path} holds chunk {k} of {task} with "
+                             "other docs than its plan; the journal is damaged")
 
 
 def _check_scoring(scoring: settings.Scoring) -> None:
@@ -351,8 +364,11 @@ def run_eval(
     else:
         doc_plan = {built.spec.name: ids for built, ids in planned}
 
-    if resume is None:
-        store.ensure_root()  # a store that cannot be written fails before the model loads
+    if resume is None:  # a store that cannot be written, or a taken run id, fails before the model loads
+        if run_id is not None:
+            store.check_new(run_id)
+        else:
+            store.ensure_root()
     t_load = time.time()
     lm = load_model(req.model, dtype=req.dtype, batch_size=req.batch_size)
     load_s = time.time() - t_load
@@ -379,6 +395,7 @@ def run_eval(
         if on_start:
             on_start(partial.run_id)
         done = partial.finished_chunks()
+        _check_journal(partial, done, doc_plan, req.chunk_size)
         timings = partial.manifest.setdefault("timings", {"tasks": {}})
         timings.setdefault("model_load_s", []).append(round(load_s, 3))
         total = sum(len(ids) for ids in doc_plan.values())

@@ -220,18 +220,10 @@ def load_hooked(spec: str, *, dtype: str = "float32", transform: Callable[[Any],
 
     `transform` maps the loaded HF model to a variant (e.g. a quantized copy) before the bridge wraps it.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from workbench.eval.models.hf import _dtype, set_threads
+    from workbench.eval.models.hf import load_checkpoint
 
     ref = resolve(spec)
-    set_threads()
-    try:
-        tok = AutoTokenizer.from_pretrained(str(ref.checkpoint))
-        hf = AutoModelForCausalLM.from_pretrained(str(ref.checkpoint), dtype=_dtype(dtype),
-                                                  attn_implementation="eager").eval()
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot load checkpoint {ref.checkpoint}: {str(exc).splitlines()[0]}") from None
+    hf, tok = load_checkpoint(ref.checkpoint, dtype, attn_implementation="eager")
     if transform is not None:
         hf = transform(hf)
     return HookedModel(hf, tok, ref)

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from workbench.analysis.stats import mean_estimate
-from workbench.argtypes import float_in, int_at_least, rng_seed
+from workbench.argtypes import float_in, int_at_least, path, rng_seed
 from workbench.interp.artifacts import Meta, make_meta, register_kind
 from workbench.interp.errors import InterpError
 from workbench.interp.hooks import HookedModel, resid_name
@@ -145,7 +145,7 @@ TOOL = register_tool(Tool(
           arg("--C", type=float_in(0, 1e9, low_open=True), default=1.0, help="inverse L2 strength of the logistic probe"),
           arg("--seed", type=rng_seed, default=0),
           arg("--batch-size", type=int_at_least(1), default=16),
-          arg("--data-dir", help=DATA_HELP)),
+          arg("--data-dir", type=path, help=DATA_HELP)),
     from_cli=lambda a, p, m: dict(dataset=a.dataset, pool=a.pool, test_size=a.test_size, C=a.C, seed=a.seed,
                                   batch_size=a.batch_size, data_dir=a.data_dir),
 ))

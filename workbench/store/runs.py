@@ -50,17 +50,22 @@ _ESTIMATE = ("value", "stderr", "ci95_low", "ci95_high", "n")
 
 
 def is_metrics(obj: Any) -> bool:
-    """Whether `obj` has the shape of a metrics.json: {tasks|groups: {name: {metric: estimate}}}."""
+    """Whether `obj` has the shape of a metrics.json: {tasks|groups: {name: {metric: {value, stderr, ...}}}}."""
     def number(v: Any) -> bool:
         return v is None or (isinstance(v, int | float) and not isinstance(v, bool))
 
+    def estimate(e: Any) -> bool:
+        return isinstance(e, dict) and all(k in e and number(e[k]) for k in _ESTIMATE)
+
     if not isinstance(obj, dict):
         return False
-    sections = [obj.get("tasks", {}), obj.get("groups", {})]
-    return all(isinstance(sec, dict) and all(
-        isinstance(per, dict) and all(isinstance(est, dict) and all(number(est.get(k, "missing")) for k in _ESTIMATE)
-                                      for est in per.values())
-        for per in sec.values()) for sec in sections)
+    for section in (obj.get("tasks", {}), obj.get("groups", {})):
+        if not isinstance(section, dict):
+            return False
+        for per_scope in section.values():
+            if not isinstance(per_scope, dict) or not all(estimate(e) for e in per_scope.values()):
+                return False
+    return True
 
 
 def is_run_manifest(obj: Any) -> bool:
@@ -172,11 +177,15 @@ class RunStore:
         self.root = settings.store_dir(root)
 
     # ---- writing -------------------------------------------------------------------------
-    def create(self, run_id: str, manifest: dict[str, Any]) -> PartialRun:
+    def check_new(self, run_id: str) -> None:
+        """StoreError unless `run_id` is a valid id not yet used in a store that can be written."""
         validate_run_id(run_id)
         self.ensure_root()
         if (self.root / run_id).exists() or (self.root / PARTIAL / run_id).exists():
             raise StoreError(f"run {run_id} already exists in {self.root}")
+
+    def create(self, run_id: str, manifest: dict[str, Any]) -> PartialRun:
+        self.check_new(run_id)
         path = self.root / PARTIAL / run_id
         with disk_errors(f"run {run_id} in {self.root}"):
             path.mkdir(parents=True)

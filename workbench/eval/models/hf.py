@@ -151,7 +151,7 @@ def _common_prefix_len(seqs) -> int:
     return k
 
 
-def load_checkpoint(path: Path, dtype: str = "float32"):
+def load_checkpoint(path: Path, dtype: str = "float32", **model_kwargs: Any):
     """(model, tokenizer) from a local transformers directory; ModelError names what is wrong."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -162,11 +162,13 @@ def load_checkpoint(path: Path, dtype: str = "float32"):
     if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
         raise ModelError(f"{path} has no weights (*.safetensors)")
     set_threads()
+    torch_dtype = _dtype(dtype)
     try:
         tok = AutoTokenizer.from_pretrained(str(path))
-        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=_dtype(dtype)).eval()
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot load checkpoint {path}: {str(exc).splitlines()[0]}") from None
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype, **model_kwargs).eval()
+    except Exception as exc:  # transformers and safetensors raise many types for a damaged checkpoint
+        first = (str(exc).splitlines() or [""])[0]
+        raise ModelError(f"cannot load checkpoint {path}: {type(exc).__name__}: {first}") from None
     return model, tok
 
 
