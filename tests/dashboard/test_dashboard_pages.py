@@ -82,11 +82,13 @@ def test_leaderboard_lists_what_it_could_not_read(dash_app, dash_env):
     assert "run-truncated" in text and "metrics.json" in text
     grid = next(n for n in _walk(page) if getattr(n, "id", None) == "lb-grid")
     assert sorted(r["run_id"] for r in grid.rowData) == sorted(dash_env.good_runs)
-    plot = next(n for n in _walk(page) if getattr(n, "id", None) == "lb-plot").figure
-    assert len(plot.data) == min(len(dash_env.good_runs), pages._MAX_PLOTTED)
-    ticked = pages.leaderboard_plot(dash_app.workbench_data, None, None, None, [{"run_id": "run-a"}, {"run_id": "run-b"}])
+    columns = next(n for n in _walk(page) if getattr(n, "id", None) == "lb-columns").data
+    assert [label for _, label in columns] == ["[mmlu] · acc ↑", "arc_easy · acc ↑", "xstest · over_refusal ↓"]
+    plot = pages.leaderboard_plot(columns, grid.rowData, None).figure
+    assert [t.name for t in plot.data] == [r["label"] for r in grid.rowData][: pages._MAX_PLOTTED]
+    ticked = pages.leaderboard_plot(columns, grid.rowData, [{"run_id": "run-a"}, {"run_id": "run-b"}]).figure
     assert [t.name for t in ticked.data] == [r["label"] for r in grid.rowData if r["run_id"] in ("run-a", "run-b")]
-    a = ticked.data[0]
+    a = next(t for t in ticked.data if t.name == next(r["label"] for r in grid.rowData if r["run_id"] == "run-a"))
     m = dash_app.workbench_data.run("run-a").metrics
     np.testing.assert_allclose(a.y, [m["groups"]["mmlu"]["acc"]["value"], m["tasks"]["arc_easy"]["acc"]["value"]])
     np.testing.assert_allclose(np.asarray(a.y) + np.asarray(a.error_y.array),

@@ -59,10 +59,10 @@ def create_app(store_dir: str | os.PathLike | None = None, artifacts_dir: str | 
     def leaderboard_actions(selected):
         return pages.leaderboard_actions(selected)
 
-    @app.callback(Output("lb-plot", "figure"), Input("lb-suite", "value"), Input("lb-model", "value"),
-                  Input("lb-backend", "value"), Input("lb-grid", "selectedRows"), prevent_initial_call=True)
-    def leaderboard_plot(suites, models, backends, selected):
-        return pages.leaderboard_plot(data, suites, models, backends, selected)
+    @app.callback(Output("lb-plot-box", "children"), Input("lb-grid", "virtualRowData"),
+                  Input("lb-grid", "selectedRows"), State("lb-columns", "data"), prevent_initial_call=True)
+    def leaderboard_plot(rows, selected, columns):
+        return pages.leaderboard_plot(columns or [], rows, selected)
 
     @app.callback(Output("se-grid", "rowData"), Output("se-status", "children"), Output("se-grid", "columnDefs"),
                   Input("se-task", "value"), Input("se-correct", "value"), Input("se-flip", "value"),

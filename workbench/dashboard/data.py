@@ -255,7 +255,9 @@ def sample_rows(df: pd.DataFrame, manifest: dict[str, Any] | None = None, *, fli
         row = {"key": key, "task": str(task), "doc_id": int(doc) if str(doc).isdigit() else str(doc),
                "metric": tm.label if tm else "–", "score": None if s != s else round(float(s), 4),
                "correct": _verdict(s, tm),
-               "answer": one_line(answer_text({"generation": gen, "prediction": pred, "choices": ch})),
+               "answer": "(empty generation)" if gen == "" else one_line(answer_text({"generation": gen,
+                                                                                        "prediction": pred,
+                                                                                        "choices": ch})),
                "target": one_line(tgt), "flip": (flips or {}).get(key, "–"),
                "artifacts": len((linked or {}).get(key, []))}
         if base_answers is not None:

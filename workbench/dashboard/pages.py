@@ -134,14 +134,22 @@ def _plotted(rows: Sequence[dict[str, Any]], selected: Sequence[str] | None) -> 
         chosen = [r for r in rows if r["run_id"] in set(selected)]
         return chosen, f"the {len(chosen)} ticked run{'s' if len(chosen) != 1 else ''}"
     if len(rows) > _MAX_PLOTTED:
-        return list(rows[-_MAX_PLOTTED:]), f"the {_MAX_PLOTTED} newest of {len(rows)} runs (tick runs to choose)"
+        return list(rows[:_MAX_PLOTTED]), (f"the first {_MAX_PLOTTED} of {len(rows)} runs in the grid "
+                                           "(sort, filter or tick runs to choose)")
     return list(rows), f"all {len(rows)} runs"
 
 
-def leaderboard_figure(cols, rows: Sequence[dict[str, Any]], selected: Sequence[str] | None = None):
-    shown, caption = _plotted(rows, selected)
-    return F.score_plot([(c.field, _scope_header(c)) for c in cols], shown,
-                        title=f"Headline scores with 95% CIs: {caption}")
+def leaderboard_plot(columns: Sequence[Sequence[str]], rows: Sequence[dict[str, Any]] | None,
+                     selected: Sequence[dict[str, Any]] | None) -> Any:
+    """The headline-score plot of the runs in the grid (as sorted and filtered there), or of the ticked ones.
+
+    It is built once the grid is on screen (from the grid's rows), so the leaderboard's first paint does not
+    wait for plotly.js."""
+    shown, caption = _plotted(rows or [], [r["run_id"] for r in selected or []])
+    if not shown:
+        return html.P("No runs to plot.", className="note")
+    fig = F.score_plot([(f, label) for f, label in columns], shown, title=f"Headline scores with 95% CIs: {caption}")
+    return V.graph(fig, "lb-plot")
 
 
 def leaderboard_page(data: DashboardData, query: dict[str, str]) -> html.Div:
@@ -151,6 +159,7 @@ def leaderboard_page(data: DashboardData, query: dict[str, str]) -> html.Div:
         return html.Div(id="page-leaderboard", children=[
             html.H2("Leaderboard"), note, html.P(f"No complete runs in {data.store.root}.", id="lb-empty")])
     cols, rows = leaderboard(runs)
+    rows.reverse()  # newest first
     opts = {k: sorted({r[k] for r in rows}) for k in ("suite", "model", "backend")}
     legend = ", ".join(f"{a} {DIRECTION_WORDS[d]}" for d, a in ARROWS.items())
     return html.Div(id="page-leaderboard", children=[
@@ -165,30 +174,19 @@ def leaderboard_page(data: DashboardData, query: dict[str, str]) -> html.Div:
                    dashGridOptions=_grid_options(len(rows), rowSelection={"mode": "multiRow"},
                                                  selectionColumnDef={"pinned": "left"}, tooltipShowDelay=200)),
         html.Div(id="lb-actions", className="actions"),
-        V.graph(leaderboard_figure(cols, rows), "lb-plot"),
+        dcc.Store(id="lb-columns", data=[[c.field, _scope_header(c)] for c in cols]),
+        html.Div(html.P("Plot of the headline scores: loading…", className="note"), id="lb-plot-box"),
     ])
-
-
-def _filtered(data: DashboardData, suites, models, backends):
-    """(columns of all runs, rows of the runs that pass the filters, best-of-column marks among them)."""
-    runs = data.runs()
-    labels = run_labels(runs)
-    keep = {r["run_id"] for r in filter_rows([run_info(r) for r in runs], suite=suites, model=models, backend=backends)}
-    cols, _ = leaderboard(runs, labels=labels)
-    _, rows = leaderboard([r for r in runs if r.run_id in keep], [(c.kind, c.scope) for c in cols], labels)
-    return cols, rows
 
 
 def leaderboard_filtered(data: DashboardData, suites: Sequence[str] | None, models: Sequence[str] | None,
                          backends: Sequence[str] | None) -> list[dict[str, Any]]:
-    """Grid rows of the runs that pass the filters."""
-    return _filtered(data, suites, models, backends)[1]
-
-
-def leaderboard_plot(data: DashboardData, suites, models, backends, selected: Sequence[dict[str, Any]] | None):
-    """The score plot for the runs passing the filters (the ticked ones, when some are)."""
-    cols, rows = _filtered(data, suites, models, backends)
-    return leaderboard_figure(cols, rows, [r["run_id"] for r in selected or []])
+    """Grid rows (newest first) of the runs that pass the filters, best-of-column marks among them."""
+    runs = data.runs()
+    labels = run_labels(runs)
+    keep = {r["run_id"] for r in filter_rows([run_info(r) for r in runs], suite=suites, model=models, backend=backends)}
+    cols, _ = leaderboard(runs, labels=labels)
+    return leaderboard([r for r in runs if r.run_id in keep], [(c.kind, c.scope) for c in cols], labels)[1][::-1]
 
 
 def leaderboard_actions(selected: Sequence[dict[str, Any]] | None) -> list:
@@ -421,7 +419,10 @@ def samples_page(data: DashboardData, query: dict[str, str], run_id: str) -> htm
 
 def _answer_block(d: dict[str, Any], id_prefix: str) -> list:
     """What one run answered: the generation (once, as text) or the picked choice; filtered predictions."""
-    if d["generation"] is not None:
+    if d["generation"] == "":
+        out = [html.H4("Generated text"), html.P("(empty: the model generated nothing)", className="note",
+                                                 id=f"{id_prefix}-generation")]
+    elif d["generation"] is not None:
         out = [html.H4("Generated text"), long_text(d["generation"], f"{id_prefix}-generation")]
     else:
         out = [html.Div([html.B("answer: "), html.Code(clip(repr(d["answer"]), _TEXT_CHARS), id=f"{id_prefix}-answer")])]

@@ -40,7 +40,7 @@ def provenance(result: Any) -> html.Div:
     model = m.model if isinstance(m.model, dict) else {"spec": m.model}
     items = [html.Li(["model: ", html.Code(clip(model.get("spec"), 200))]),
              html.Li(["created: ", clip(m.created, 40)]),
-             html.Li(["parameters: ", html.Code(", ".join(f"{k}={clip(v, 100)}" for k, v in sorted(m.params.items())
+             html.Li(["parameters: ", html.Code(", ".join(f"{k}={'–' if v is None else clip(v, 100)}" for k, v in sorted(m.params.items())
                                                          if k != "weights"))])]
     if m.params.get("weights"):  # a quantized run's job ran on its unquantized weights (dashboard jobs)
         items.append(html.Li(["weights: ", clip(m.params["weights"], 400)], id="artifact-weights"))
