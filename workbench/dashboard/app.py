@@ -72,7 +72,9 @@ def create_app(store_dir: str | os.PathLike | None = None, artifacts_dir: str | 
             rows, status = pages.samples_grid_rows(data, run_id, baseline, tasks, correct, flip)
         except WorkbenchError as exc:
             return [], str(exc), no_update
-        return rows, status, pages.sample_columns(bool(baseline))
+        # The baseline's answer column comes and goes with the baseline; other filters keep the columns as set.
+        columns = pages.sample_columns(bool(baseline)) if dash.ctx.triggered_id == "se-baseline" else no_update
+        return rows, status, columns
 
     @app.callback(Output("se-detail", "children"), Input("se-grid", "selectedRows"), State("se-run", "data"),
                   State("se-baseline", "value"), prevent_initial_call=True)

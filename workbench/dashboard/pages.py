@@ -34,7 +34,7 @@ from workbench.store.samples import better
 CORRECTIONS = ("holm", "bh", "bonferroni", "none")
 _DEFAULT_COL = {"sortable": True, "resizable": True, "filter": True, "wrapHeaderText": True, "autoHeaderHeight": True}
 _AUTO_HEIGHT = 12           # grids with at most this many rows take their rows' height (no empty box below)
-_MAX_PLOTTED = 8            # runs in the leaderboard plot when none are ticked (the newest of those shown)
+_MAX_PLOTTED = 8            # runs in the leaderboard plot when none are ticked (the first in the grid)
 _MAX_PROBLEMS = 20          # unreadable entries listed by name
 _TEXT_CHARS, _TEXT_LINES = 5000, 200  # long model text is clipped to this, with a "show all" toggle
 

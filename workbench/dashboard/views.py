@@ -40,8 +40,8 @@ def provenance(result: Any) -> html.Div:
     model = m.model if isinstance(m.model, dict) else {"spec": m.model}
     items = [html.Li(["model: ", html.Code(clip(model.get("spec"), 200))]),
              html.Li(["created: ", clip(m.created, 40)]),
-             html.Li(["parameters: ", html.Code(", ".join(f"{k}={'–' if v is None else clip(v, 100)}" for k, v in sorted(m.params.items())
-                                                         if k != "weights"))])]
+             html.Li(["parameters: ", html.Code(", ".join(f"{k}={'–' if v is None else clip(v, 100)}"
+                                                         for k, v in sorted(m.params.items()) if k != "weights"))])]
     if m.params.get("weights"):  # a quantized run's job ran on its unquantized weights (dashboard jobs)
         items.append(html.Li(["weights: ", clip(m.params["weights"], 400)], id="artifact-weights"))
     if isinstance(src.get("run_id"), str):
@@ -82,19 +82,16 @@ _PATCH_FAMILIES = (("resid_pre", "residual stream (layer × position)"), ("head"
                    ("attn_out", "attention output by layer"), ("mlp_out", "MLP output by layer"))
 
 
-def recovery(r: Any, z: np.ndarray) -> np.ndarray | None:
-    """Normalised recovery (patched − corrupt) / (clean − corrupt): 1 = the clean metric restored, 0 = no change
-    from corrupted. None when clean and corrupted barely differ (the ratio would be noise)."""
+def _normalisable(r: Any) -> bool:
+    """Whether recovery (patched − corrupt) / (clean − corrupt) is defined: clean and corrupted differ."""
     denom = r.clean_metric - r.corrupt_metric
-    if not np.isfinite(denom) or abs(denom) < 1e-6 * max(1.0, abs(r.clean_metric)):
-        return None
-    return (np.asarray(z, dtype=float) - r.corrupt_metric) / denom
+    return bool(np.isfinite(denom)) and abs(denom) >= 1e-6 * max(1.0, abs(r.clean_metric))
 
 
 @view("patching")
 def patching_view(r: Any) -> list:
     toks = _tokens(r)
-    normalised = recovery(r, np.zeros(1)) is not None
+    normalised = _normalisable(r)
     what = ("cells show the normalised recovery (patched − corrupted) / (clean − corrupted) when that activation is "
             "patched from the clean run into the corrupted one: 1 = fully restored, 0 = no effect; hover for the raw "
             f"patched {r.metric}." if normalised else
@@ -111,7 +108,7 @@ def patching_view(r: Any) -> list:
             if raw is None:
                 continue
             raw = np.asarray(raw, dtype=float)
-            rec = recovery(r, raw)
+            rec = r.effect(fam, method) if normalised else None  # the result's own normalisation
             z = raw if rec is None else rec
             title = f"{'exact patching' if method == 'exact' else 'attribution patching'}: {label}"
             name = "recovery" if rec is not None else f"patched {r.metric}"
