@@ -346,7 +346,7 @@ ARTIFACTS = [
     ("logit_lens-legacy", "prompts-of-numbers", _manifest(_set("prompts", [1, 2])), "wrong type of prompts"),
     ("logit_lens-legacy", "params-string", _manifest(_set("params", "x")), "wrong type of params"),
     ("logit_lens-legacy", "files-dict", _manifest(_set("files", {})), "wrong type of files"),
-    ("logit_lens-legacy", "source-list", _manifest(_set("source", [1])), "wrong type of source"),
+    ("logit_lens-legacy", "model-string", _manifest(_set("model", "hf:x")), "wrong type of model"),
     ("logit_lens-legacy", "id-of-another", _manifest(_set("id", "other")), "names another id ('other')"),
     ("logit_lens-legacy", "data-positions-number", _data(positions=5), "wrong type of positions"),
     ("logit_lens-legacy", "data-positions-strings", _data(positions=["5"]), "wrong type of positions"),

@@ -44,10 +44,10 @@ MANIFEST = "manifest.json"
 
 
 # The manifest fields readers rely on, and their JSON types (a field may be absent in older artifacts).
+# `created` and `source` are only shown, and shown whatever their type, so an odd one is no reason to refuse.
 _FIELDS: dict[str, type | tuple[type, ...]] = {
-    "id": str, "created": str, "model": dict, "prompts": list, "tokens": list, "params": dict,
-    "source": (dict, type(None)), "versions": dict, "data": dict, "arrays": dict, "tables": list, "files": list,
-    "sha256": dict,
+    "id": str, "model": dict, "prompts": list, "tokens": list, "params": dict, "versions": dict, "data": dict,
+    "arrays": dict, "tables": list, "files": list, "sha256": dict,
 }
 
 
