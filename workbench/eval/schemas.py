@@ -7,6 +7,7 @@ row is malformed; the data layer adds the file and row number.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 from workbench.errors import DataError
@@ -198,11 +199,16 @@ _BB_MC_METRICS = frozenset({"multiple_choice_grade", "calibration_multiple_choic
 
 
 def _bb_choices_in_input_order(choices: list[str]) -> list[str]:
-    """BIG-bench appends the choices in `RandomState(42).permutation(sorted(choices))` order (a fresh
-    generator per example, so the order depends only on the sorted choices)."""
+    """BIG-bench appends the choices in `RandomState(42).permutation(sorted(choices))` order: a fresh
+    generator per example, so the order is a fixed permutation of the sorted choices for each count."""
+    return [sorted(choices)[i] for i in _bb_permutation(len(choices))]
+
+
+@cache
+def _bb_permutation(n: int) -> tuple[int, ...]:
     import numpy as np
 
-    return [str(c) for c in np.random.RandomState(seed=42).permutation(sorted(choices))]
+    return tuple(int(i) for i in np.random.RandomState(seed=42).permutation(n))
 
 
 @schema("bigbench_json")
@@ -221,10 +227,11 @@ def bigbench_json(row: Row, subset: str | None) -> Row:
     if scores is None and _BB_MC_METRICS.intersection(task.get("metrics") or ()):
         raise ValueError("example has no 'target_scores', which the task's multiple-choice metrics need")
     choices: list[str] = []
+    top = None
     if scores is not None:
         if not isinstance(scores, dict) or not scores:
             raise ValueError("'target_scores' must be a non-empty object mapping choice -> score")
-        if any(isinstance(v, bool) or not isinstance(v, int | float) for v in scores.values()):
+        if not all(type(v) in (int, float) for v in scores.values()):
             raise ValueError("'target_scores' values must be numbers")
         choices = [str(c) for c in scores]
         top, low = max(scores.values()), min(scores.values())
@@ -241,7 +248,7 @@ def bigbench_json(row: Row, subset: str | None) -> Row:
         if choices and targets[0].strip() not in {c.strip() for c in choices}:
             raise ValueError(f"'target' {targets[0]!r} is not one of the 'target_scores' choices")
     else:  # the first choice with the highest score, as JsonTask picks it
-        targets = [next(c for c, v in scores.items() if v == max(scores.values()))]
+        targets = [next(c for c, v in scores.items() if v == top)]
     inputs = str(task["task_prefix"]) + task["example_input_prefix"] + text + task["example_output_prefix"]
     return {
         "idx": int(row.get("idx", 0)),
