@@ -79,15 +79,22 @@ def test_builtin_corpora(real_data_dir):
     assert len(math_.task.eval_docs) == 7473 and math_.task.eval_docs[0]["text"].endswith("#### 72")
 
 
-def test_run_stores_per_document_metrics_and_lm_eval_weighted_aggregates(tiny_model_dir, corpus, tmp_path):
-    from lm_eval.api.metrics import bits_per_byte, weighted_perplexity
-
+@pytest.fixture
+def ppl_run(tiny_model_dir, corpus, tmp_path):
     from workbench.eval.harness import EvalRequest, run_eval
     from workbench.store import RunStore
 
+    store = RunStore(tmp_path / "runs")
     run = run_eval(EvalRequest(model=f"hf:{tiny_model_dir}", tasks=[f"perplexity:{corpus}"], chunk_size=2),
-                   store=RunStore(tmp_path / "runs"), progress=False)
-    df, task = run.samples, f"perplexity:{corpus}"
+                   store=store, progress=False, run_id="ppl-a")
+    return store, run, f"perplexity:{corpus}"
+
+
+def test_run_stores_per_document_metrics_and_lm_eval_weighted_aggregates(ppl_run):
+    from lm_eval.api.metrics import bits_per_byte, weighted_perplexity
+
+    _, run, task = ppl_run
+    df = run.samples
     assert len(df) == 5 and run.manifest["tasks"][task]["aggregations"] == {
         "word_perplexity": "weighted_perplexity", "byte_perplexity": "weighted_perplexity",
         "bits_per_byte": "bits_per_byte"}
@@ -124,3 +131,27 @@ def test_cli_refuses_bad_corpora_with_one_line_and_an_empty_store(run_cli, tmp_p
         lines = [l for l in res.stderr.splitlines() if l.startswith("workbench: error:")]
         assert len(lines) == 1 and needle in lines[0], res.stderr
     assert not store.exists() or not any(store.rglob("*"))
+
+
+def test_compare_leaderboard_uses_the_weighted_aggregate(ppl_run):
+    from conftest import derive_run
+
+    from workbench.analysis.compare import compare_runs
+
+    store, run, task = ppl_run
+
+    def worse(df):
+        df = df.copy()
+        for m in ("word_perplexity", "byte_perplexity", "bits_per_byte"):
+            df[f"{m}|num"] *= 1.1
+        df["word_perplexity"] = np.exp(-df["word_perplexity|num"] / df["word_perplexity|den"])
+        df["byte_perplexity"] = np.exp(-df["byte_perplexity|num"] / df["byte_perplexity|den"])
+        df["bits_per_byte"] = -df["bits_per_byte|num"] / df["bits_per_byte|den"] / math.log(2)
+        return df
+
+    derive_run(store, "ppl-a", "ppl-b", worse)
+    cmp = compare_runs([store.load("ppl-a"), store.load("ppl-b")])
+    board = {(l.run_id, l.metric): l.estimate.value for l in cmp.leaderboard}
+    for rid in ("ppl-a", "ppl-b"):
+        assert board[(rid, "bits_per_byte")] == pytest.approx(store.load(rid).metrics["tasks"][task]["bits_per_byte"]["value"])
+    assert board[("ppl-b", "bits_per_byte")] == pytest.approx(1.1 * board[("ppl-a", "bits_per_byte")])
