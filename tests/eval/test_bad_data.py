@@ -180,7 +180,7 @@ TOLERATED = [
 def test_odd_but_well_formed_files_read_as_the_clean_one(mirror, fixture_mirror, bench, split, subset, rel, edit):
     clean, _ = data.read_split(data.benchmarks()[bench], split, subset, fixture_mirror)
     edit(mirror / rel)
-    rows, record = data.read_split(data.benchmarks()[bench], split, subset, mirror)
+    rows, [record] = data.read_split(data.benchmarks()[bench], split, subset, mirror)
     assert rows == clean and record.rows == len(clean)
 
 

@@ -25,7 +25,7 @@ from workbench.store import PartialRun, Run, RunStore
 from workbench.store.provenance import git_commit, hardware, package_versions, utc_now
 from workbench.store.publish import to_jsonable
 from workbench.store.runs import MANIFEST
-from workbench.store.samples import directions_from_lm_eval, metric_columns
+from workbench.store.samples import base_metric, directions_from_lm_eval, metric_columns, ratio_parts
 
 _PACKAGES = ("torch", "transformers", "lm_eval", "datasets", "gguf", "llama_cpp", "transformer_lens", "captum",
              "numpy", "pandas", "pyarrow")
@@ -141,6 +141,15 @@ def plan_tasks(req: EvalRequest) -> list[tuple[Any, list[int]]]:
     return planned
 
 
+def ratio_aggregations(task) -> dict[str, str]:
+    """The task's metrics that lm-eval aggregates as a ratio of sums (perplexities, bits per byte), by
+    aggregation name; every other metric is a mean of its per-item values."""
+    from workbench.analysis.stats import RATIO_AGGREGATIONS
+
+    names = {m: getattr(fn, "__name__", "") for m, fn in (task.aggregation() or {}).items()}
+    return {m: a for m, a in names.items() if a in RATIO_AGGREGATIONS}
+
+
 def _task_manifest(built, doc_ids: list[int], chunk_size: int, chat_template: bool,
                    scoring: settings.Scoring) -> dict[str, Any]:
     config = built.task.config
@@ -159,6 +168,7 @@ def _task_manifest(built, doc_ids: list[int], chunk_size: int, chat_template: bo
         "data": [asdict(f) for f in built.files],
         "generation_kwargs": to_jsonable(getattr(config, "generation_kwargs", None) or {}),
         "directions": directions_from_lm_eval(built.task.higher_is_better() or {}),
+        "aggregations": ratio_aggregations(built.task),
         "primary_metric": built.spec.primary_metric,
         "scoring": {k: scoring.to_dict()[k] for k in built.spec.scoring},
     }
@@ -216,6 +226,8 @@ def evaluate_chunk(lm, task, instances_by_pos: dict[int, list], positions: list[
     for ensemble in getattr(task, "_filters", []):
         ensemble.apply(insts)
 
+    aggregations = task.aggregation() or {}
+    ratios = ratio_aggregations(task)
     rows = []
     for p in positions:
         reqs = sorted(instances_by_pos[p], key=lambda x: x.idx)
@@ -237,13 +249,21 @@ def evaluate_chunk(lm, task, instances_by_pos: dict[int, list], positions: list[
             row["prediction"] = str(max(range(len(lls)), key=lls.__getitem__))
             if isinstance(target, int) and 0 <= target < len(reqs):
                 row["target_text"] = reqs[target].arguments[1]
+        elif task.OUTPUT_TYPE == "loglikelihood_rolling":
+            row["loglikelihoods"] = [float(reqs[0].resps[0])]
         else:
             row["generation"] = str(reqs[0].resps[0]) if reqs[0].resps else ""
         for fkey in reqs[0].filtered_resps:
             metrics = task.process_results(doc, [r.filtered_resps[fkey] for r in reqs])
             suffix = "" if fkey == "none" else f",{fkey}"
             for name, value in metrics.items():
-                row[f"{name}{suffix}"] = to_jsonable(value)
+                if name in ratios and isinstance(value, tuple | list) and len(value) == 2:
+                    # lm-eval's (numerator, denominator) item: its own value, and the parts for the scope's ratio
+                    num, den = ratio_parts(f"{name}{suffix}")
+                    row[f"{name}{suffix}"] = float(aggregations[name]([tuple(value)]))
+                    row[num], row[den] = float(value[0]), float(value[1])
+                else:
+                    row[f"{name}{suffix}"] = to_jsonable(value)
             if task.OUTPUT_TYPE == "generate_until":
                 pred = reqs[0].filtered_resps[fkey]
                 row[f"prediction{suffix}"] = str(pred[0] if isinstance(pred, list) and pred else pred)
@@ -252,18 +272,30 @@ def evaluate_chunk(lm, task, instances_by_pos: dict[int, list], positions: list[
 
 
 # ---- metrics ------------------------------------------------------------------------------------
-def compute_metrics(df, manifest: dict[str, Any], seed: int) -> dict[str, Any]:
-    """Per task and per group: each metric's mean, stderr and 95% bootstrap CI."""
-    from workbench.analysis.stats import mean_estimate
+def _estimate(part, metric: str, aggregation: str | None, seed: int) -> dict[str, float]:
+    """A metric's value over items: the mean, or the declared ratio of sums (perplexities); stderr, 95% CI."""
+    from workbench.analysis.stats import mean_estimate, ratio_estimate
 
+    num, den = ratio_parts(metric)
+    if aggregation and num in part.columns and den in part.columns:
+        return ratio_estimate(part[num], part[den], aggregation, seed=seed).to_dict()
+    return mean_estimate(part[metric], seed=seed).to_dict()
+
+
+def compute_metrics(df, manifest: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Per task and per group: each metric's value (a mean, or lm-eval's weighted ratio where the task
+    declares one), stderr and 95% bootstrap CI."""
+    tasks = manifest["tasks"]
     out: dict[str, Any] = {"tasks": {}, "groups": {}}
     for name, part in df.groupby("task", sort=False):
-        out["tasks"][name] = {m: mean_estimate(part[m], seed=seed).to_dict()
+        aggs = (tasks.get(name) or {}).get("aggregations") or {}
+        out["tasks"][name] = {m: _estimate(part, m, aggs.get(base_metric(m)), seed)
                               for m in metric_columns(part) if part[m].notna().any()}
-    for group in sorted({t.get("group") for t in manifest["tasks"].values() if t.get("group")}):
+    for group in sorted({t.get("group") for t in tasks.values() if t.get("group")}):
         part = df[df["group"] == group]
+        aggs = {k: v for t in tasks.values() if t.get("group") == group for k, v in (t.get("aggregations") or {}).items()}
         # Pooled over items (lm-eval's weight_by_size for the MMLU group).
-        out["groups"][group] = {m: mean_estimate(part[m], seed=seed).to_dict()
+        out["groups"][group] = {m: _estimate(part, m, aggs.get(base_metric(m)), seed)
                                 for m in metric_columns(part) if part[m].notna().any()}
     return out
 
