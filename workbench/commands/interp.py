@@ -17,6 +17,13 @@ def _ints(value: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {value!r}") from None
 
 
+def _floats(value: str) -> list[float]:
+    try:
+        return [float(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {value!r}") from None
+
+
 def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
@@ -60,8 +67,8 @@ def cmd_attention(args: argparse.Namespace) -> int:
 
     prompt, _, source = _prompt(args)
     model = _load(args)
-    return _save(analyze(model, prompt, layers=args.layers, seq_len=args.seq_len, n_seqs=args.n_seqs,
-                         seed=args.seed, source=source), args)
+    return _save(analyze(model, prompt, layers=args.layers, seq_lens=args.seq_lens, n_seqs=args.n_seqs,
+                         n_seeds=args.n_seeds, seed=args.seed, threshold=args.threshold, source=source), args)
 
 
 def cmd_patch(args: argparse.Namespace) -> int:
@@ -84,8 +91,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from workbench.interp.probe import probe
 
     model = _load(args)
-    return _save(probe(model, args.dataset, pool=args.pool, test_size=args.test_size, C=args.C, seed=args.seed,
-                       batch_size=args.batch_size, data_dir=args.data_dir), args)
+    return _save(probe(model, args.dataset, pool=args.pool, val_size=args.val_size, test_size=args.test_size,
+                       C=args.C, seed=args.seed, batch_size=args.batch_size, data_dir=args.data_dir), args)
 
 
 def cmd_attribute(args: argparse.Namespace) -> int:
@@ -97,7 +104,7 @@ def cmd_attribute(args: argparse.Namespace) -> int:
         raise WorkbenchError("--target is required (the next token to attribute)")
     model = _load(args)
     return _save(attribute(model, prompt, target, objective=args.objective, n_steps=args.n_steps,
-                           internal_batch_size=args.internal_batch_size, baseline_token=args.baseline_token,
+                           max_steps=args.max_steps, tolerance=args.tolerance, internal_batch_size=args.internal_batch_size, baseline_token=args.baseline_token,
                            source=source), args)
 
 
@@ -160,9 +167,15 @@ def register(subparsers: Any) -> None:
     a = tool("attention", cmd_attention, "attention patterns per layer/head on the prompt, and head scores "
              "(previous-token, induction, duplicate-token) on repeated random tokens")
     a.add_argument("--layers", type=_ints, help="layers whose prompt patterns to keep (default: all)")
-    a.add_argument("--seq-len", type=int, default=40, help="random tokens per half of a head-score sequence")
-    a.add_argument("--n-seqs", type=int, default=4, help="random sequences averaged for head scores")
-    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--seq-lens", "--seq-len", type=_ints, default=[30, 40, 50, 60],
+                   help="random tokens per half of a head-score sequence, one setting per length "
+                        "(default 30,40,50,60)")
+    a.add_argument("--n-seeds", type=int, default=2, help="seeds per length (default 2); scores are averaged over "
+                                                           "lengths x seeds and their spread stored")
+    a.add_argument("--n-seqs", type=int, default=8, help="random sequences per setting (default 8)")
+    a.add_argument("--seed", type=int, default=0, help="base seed the per-setting seeds derive from")
+    a.add_argument("--threshold", type=float, default=0.5, help="an induction head scores above this at every "
+                                                                "setting (default 0.5)")
 
     p = tool("patch", cmd_patch, "activation patching clean -> corrupted (residual by layer x position, attention "
              "and MLP outputs by layer, heads), plus attribution patching and its correlation with exact")
@@ -175,12 +188,16 @@ def register(subparsers: Any) -> None:
     p.add_argument("--batch-size", type=int, default=32, help="patched cells per forward (default 32)")
     p.add_argument("--no-atp", action="store_true", help="skip attribution patching")
 
-    pr = tool("probe", cmd_probe, "linear probes per layer on a labelled dataset declared in probes/*.yaml, "
-              "with held-out accuracy, 95%% CI and a random-label control (selectivity)", prompt=False)
+    pr = tool("probe", cmd_probe, "linear probes per layer on a labelled dataset declared in probes/*.yaml: "
+              "layer and C picked on a validation split, test accuracy with 95%% CI, a random-label control "
+              "(selectivity) and a text-only bag-of-words baseline on the same splits", prompt=False)
     pr.add_argument("--dataset", required=True, help="probe dataset name (probes/<name>.yaml)")
     pr.add_argument("--pool", default="last", choices=["last", "mean"], help="token pooling (default last)")
-    pr.add_argument("--test-size", type=float, default=0.3)
-    pr.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of the logistic probe")
+    pr.add_argument("--val-size", type=float, default=0.2, help="fraction of groups for validation (default 0.2)")
+    pr.add_argument("--test-size", type=float, default=0.3, help="fraction of groups for test (default 0.3)")
+    pr.add_argument("--C", type=_floats, default=[0.001, 0.01, 0.1, 1.0],
+                    help="inverse L2 strengths of the logistic probe, picked per layer on validation "
+                         "(default 0.001,0.01,0.1,1)")
     pr.add_argument("--seed", type=int, default=0)
     pr.add_argument("--batch-size", type=int, default=16)
     pr.add_argument("--data-dir", help="benchmark mirror (default: $WORKBENCH_DATA_DIR, else ../shared/benchmark-data)")
@@ -189,7 +206,11 @@ def register(subparsers: Any) -> None:
              "baseline) and gradient x input for one target next token")
     t.add_argument("--target", help="target token text (default: the sample's target text)")
     t.add_argument("--objective", default="logprob", choices=["logprob", "logit"])
-    t.add_argument("--n-steps", type=int, default=64)
+    t.add_argument("--n-steps", type=int, default=64, help="IG path steps to start with (default 64); doubled "
+                   "until the completeness error is within --tolerance")
+    t.add_argument("--max-steps", type=int, default=1024, help="most IG steps to try before failing (default 1024)")
+    t.add_argument("--tolerance", type=float, default=0.01, help="largest accepted completeness error "
+                   "|sum(IG) - (f(x) - f(baseline))| / |f(x) - f(baseline)| (default 0.01)")
     t.add_argument("--internal-batch-size", type=int, default=16, help="IG path points per forward (bounds memory)")
     t.add_argument("--baseline-token", help="token replacing positions 1.. in the baseline (default pad/eos)")
 
