@@ -10,7 +10,7 @@ export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export WORKBENCH_DATA_DIR ?= $(DATA)
 
-.PHONY: quick test unit setup setup-test
+.PHONY: quick test unit lint setup setup-test
 setup:
 	scripts/bootstrap.sh core
 setup-test:
@@ -19,8 +19,13 @@ setup-test:
 quick: setup
 	$(VENV)/bin/workbench eval --model smollm2-135m --suite quick
 
-test: setup-test
+test: setup-test lint
 	$(VENV)/bin/python -m pytest tests -m "slow or not slow"
+
+# Style and architecture: ruff (lint + import order) and the import-linter layer contracts (pyproject.toml).
+lint: setup-test
+	$(VENV)/bin/ruff check workbench tests scripts benchmarks dashboards
+	$(VENV)/bin/lint-imports
 
 unit: setup-test
 	$(VENV)/bin/python -m pytest tests -m "not slow"

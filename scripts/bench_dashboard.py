@@ -29,7 +29,7 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-
 
 
 def build_store(root: Path, n_runs: int, n_samples: int, seed: int = 0) -> None:
-    from workbench.harness import compute_metrics
+    from workbench.eval.harness import compute_metrics
     from workbench.store import RunStore
 
     store = RunStore(root)

@@ -15,7 +15,8 @@ import argparse
 import json
 import statistics
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import workbench  # noqa: F401  (environment first)
 
@@ -43,14 +44,14 @@ def main() -> None:
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
 
+    import os
+
     import numpy as np
     import torch
     from transformers import AutoModelForCausalLM
 
     from workbench.interp import patching as P
     from workbench.interp.hooks import load_hooked
-
-    import os
 
     model = load_hooked(args.model)
     out: dict[str, Any] = {"model": args.model, "threads": torch.get_num_threads(), "loadavg_start": os.getloadavg()[0]}

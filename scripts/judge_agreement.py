@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import warnings
 from pathlib import Path
 
 import workbench  # noqa: F401  (environment first)
-from workbench import refusal
+from workbench import settings
+from workbench.scoring import refusal
 from workbench.store import RunStore
 
 SAFETY_TASKS = ("advbench", "harmbench", "xstest")
@@ -28,7 +29,12 @@ def _rate(x: list[bool]) -> float:
 
 
 def _agree(a: list[bool], b: list[bool]) -> dict[str, float]:
-    return {"agreement": sum(x == y for x, y in zip(a, b)) / len(a), "kappa": refusal.cohens_kappa(a, b)}
+    from sklearn.metrics import cohen_kappa_score
+
+    with warnings.catch_warnings():  # one rater constant: kappa is undefined (NaN), as it should be
+        warnings.simplefilter("ignore", RuntimeWarning)
+        kappa = float(cohen_kappa_score(a, b))
+    return {"agreement": sum(x == y for x, y in zip(a, b)) / len(a), "kappa": kappa}
 
 
 def _items(args: argparse.Namespace) -> list[tuple[str, str, str, bool | None]]:
@@ -48,7 +54,7 @@ def main() -> None:
     ap.add_argument("run_id", nargs="?")
     ap.add_argument("--labelled", help="JSONL of {prompt, response, refusal} hand labels (instead of a run)")
     ap.add_argument("--store", default=None)
-    ap.add_argument("--judge-model", default=os.environ.get("WORKBENCH_JUDGE_MODEL", "smollm2-135m"))
+    ap.add_argument("--judge-model", default=settings.Scoring.from_env(refusal_judge="model").judge_model)
     ap.add_argument("--n", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()

@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import workbench  # noqa: F401  (environment first)
 import pytest
 
+import workbench  # noqa: F401  (environment first)
 from workbench import settings
 
 TESTS = Path(__file__).resolve().parent
@@ -67,7 +67,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def smollm2_gguf() -> Path:
-    from workbench.models.embedded import gguf_path
+    from workbench.eval.models.embedded import gguf_path
 
     return gguf_path("smollm2-135m")
 
@@ -75,7 +75,7 @@ def smollm2_gguf() -> Path:
 @pytest.fixture(scope="session")
 def smollm2_checkpoint(smollm2_gguf) -> Path:
     """The dequantized SmolLM2 checkpoint (converted once per machine, then cached)."""
-    from workbench.models.gguf import converted_checkpoint
+    from workbench.eval.models.gguf import converted_checkpoint
 
     return converted_checkpoint(smollm2_gguf)[0]
 
@@ -90,3 +90,14 @@ def run_cli(tmp_path):
                               env=full_env, timeout=timeout, cwd=tmp_path)
 
     return run
+
+
+def derive_run(store, src: str, dst: str, edit) -> None:
+    """Publish run `dst`: run `src` with its samples passed through `edit(df) -> df` and metrics recomputed
+    (through the store, so the new run's file digests are its own)."""
+    from workbench.eval.harness import compute_metrics
+
+    run = store.load(src)
+    df = edit(run.samples)
+    manifest = {k: v for k, v in run.manifest.items() if k not in ("run_id", "status", "files")}
+    store.publish(store.create(dst, manifest), df, compute_metrics(df, manifest, 0))

@@ -1,9 +1,9 @@
 """LM evaluation & interpretability workbench."""
 from __future__ import annotations
 
-from workbench import _env
+from workbench import settings
 
-_env.apply()
+settings.apply_environment()
 
 __version__ = "0.1.0"
 

@@ -2,13 +2,13 @@
 
 The prompt, stop sequences and `build_predictions` filter are lm-eval's built-in humaneval ones;
 only the metric is replaced (lm-eval's loads the hub's `code_eval` at import and fails offline).
-Completions are executed only through `workbench.codeeval` -> `workbench.sandbox`.
+Completions are executed only through `workbench.scoring.codeeval` -> `workbench.sandbox.runner`.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from workbench.codeeval import program, score_programs
+from workbench.scoring.codeeval import program, score_programs
 
 KS = (1, 5, 10, 20, 50, 100)
 
@@ -27,5 +27,5 @@ def process_results(doc: dict, results: list[Any]) -> dict[str, Any]:
     out["exec_reason"] = score.reasons[0]
     out["exec_reasons"] = score.reasons
     out["exec_details"] = score.details
-    out["exec_layers"] = ",".join(score.layers)  # the sandbox layers that applied (workbench.sandbox)
+    out["exec_layers"] = ",".join(score.layers)  # the sandbox layers that applied (workbench.sandbox.runner)
     return out

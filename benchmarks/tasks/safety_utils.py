@@ -1,14 +1,14 @@
 """Metrics for the safety tasks (benchmarks/tasks/{advbench,harmbench,xstest}.yaml, via `!function`).
 
-Refusal is decided by the judge `workbench.refusal.get_judge()` ($WORKBENCH_REFUSAL_JUDGE, default
+Refusal is decided by the judge `workbench.scoring.refusal.get_judge()` ($WORKBENCH_REFUSAL_JUDGE, default
 the keyword/prefix judge); every row also carries the degeneration metrics of its answer.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from workbench.degeneration import degeneration_metrics
-from workbench.refusal import get_judge
+from workbench.scoring.degeneration import degeneration_metrics
+from workbench.scoring.refusal import get_judge
 
 
 def _answer(results: list[Any]) -> str:

@@ -3,15 +3,13 @@ on the tiny model (one linked to a stored sample), and a headless Chromium for t
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-from conftest import build_tiny_model
+from conftest import build_tiny_model, derive_run
 
 TASKS = ["mmlu_anatomy", "arc_easy"]
 XSS = '<script>window.__xss=1</script><img src=x onerror="window.__xss=2">'
@@ -35,9 +33,8 @@ class DashEnv:
 
 @pytest.fixture(scope="session")
 def dash_env(tmp_path_factory, tiny_model_dir, fixture_mirror) -> DashEnv:
-    import pandas as pd
 
-    from workbench.harness import EvalRequest, run_eval
+    from workbench.eval.harness import EvalRequest, run_eval
     from workbench.interp import artifacts
     from workbench.interp.attention import analyze
     from workbench.interp.attribute import attribute
@@ -57,12 +54,13 @@ def dash_env(tmp_path_factory, tiny_model_dir, fixture_mirror) -> DashEnv:
         run_eval(EvalRequest(model=f"hf:{model}", tasks=TASKS, data_dir=str(fixture_mirror)), store=store,
                  run_id=rid, progress=False)
     # A copy of run-a whose first prompt and a generation carry HTML/JS, as hostile model output would.
-    shutil.copytree(store.root / "run-a", store.root / "run-xss")
-    df = store.load("run-xss").samples
-    df.loc[0, "prompt"] = f"Question: {XSS}\nAnswer:"
-    df["generation"] = None
-    df.loc[0, "generation"] = f"Sure: {XSS} done"
-    df.to_parquet(store.root / "run-xss" / "samples.parquet", index=False)
+    def hostile(df):
+        df.loc[0, "prompt"] = f"Question: {XSS}\nAnswer:"
+        df["generation"] = None
+        df.loc[0, "generation"] = f"Sure: {XSS} done"
+        return df
+
+    derive_run(store, "run-a", "run-xss", hostile)
 
     arts = root / "artifacts"
     model = load_hooked(f"hf:{tiny_model_dir}")

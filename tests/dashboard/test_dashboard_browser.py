@@ -6,7 +6,7 @@ from urllib.parse import quote
 
 import pytest
 
-from workbench.compare import compare_runs
+from workbench.analysis.compare import compare_runs
 
 pytestmark = pytest.mark.slow
 TIMEOUT = 30_000

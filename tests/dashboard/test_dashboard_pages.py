@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 
 import numpy as np
 import pytest
 from dash import dcc, html
 
-from workbench.compare import compare_runs
+from workbench.analysis.compare import compare_runs
 from workbench.dashboard import pages
 from workbench.dashboard.data import filter_samples, flip_states, leaderboard, sample_detail, sample_rows
 from workbench.interp import artifacts
@@ -24,7 +23,7 @@ def _walk(node):
 
 
 def _ids(node) -> set[str]:
-    return {getattr(n, "id") for n in _walk(node) if isinstance(getattr(n, "id", None), str)}
+    return {n.id for n in _walk(node) if isinstance(getattr(n, "id", None), str)}
 
 
 def _text(node) -> str:
@@ -107,7 +106,7 @@ def test_sample_filters(dash_app):
     assert {r["task"] for r in arc} == {"arc_easy"} and {r["correct"] for r in arc} == {"no"}
     changed = filter_samples(rows, flip="changed")
     rw = filter_samples(rows, flip="right→wrong")
-    assert 0 < len(changed) and len(rw) == sum(r["flip"] == "right→wrong" for r in rows)
+    assert len(changed) > 0 and len(rw) == sum(r["flip"] == "right→wrong" for r in rows)
     assert len(changed) == len(rw) + len(filter_samples(rows, flip="wrong→right"))
     _, note = pages.samples_grid_rows(data, "run-b", None, None, None, None)
     assert "Flip" not in note

@@ -5,8 +5,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench.interp.attention import (analyze, classify_induction, repeated_random_tokens, score_heads,
-                                        setting_seeds, summarize_scores)
+from workbench.interp.attention import (
+    analyze,
+    classify_induction,
+    repeated_random_tokens,
+    score_heads,
+    setting_seeds,
+    summarize_scores,
+)
 from workbench.interp.errors import InterpError
 
 

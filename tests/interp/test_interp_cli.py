@@ -57,7 +57,7 @@ def test_sample_prompt_flows_into_artifact_link(tiny_model_dir, stored_run, tmp_
     (["interp", "probe", "--model", "{tiny}", "--dataset", "nope"], "unknown probe dataset"),
     # non-convergence is an error, so --quiet cannot hide it
     (["interp", "attribute", "--model", "{tiny}", "--prompt", "The quick brown fox", "--target", " the", "--quiet",
-      "--n-steps", "1", "--max-steps", "2", "--tolerance", "1e-9"], "did not converge: completeness error"),
+      "--n-steps", "2", "--max-steps", "4", "--tolerance", "1e-9"], "did not converge: completeness error"),
     (["interp", "attribute", "--model", "{tiny}", "--prompt", "The quick", "--target", " the", "--max-steps", "8"],
      "--n-steps <= --max-steps"),
     (["interp", "attention", "--model", "{tiny}", "--prompt", "The quick", "--seq-lens", "1,8"], "lengths >= 2"),

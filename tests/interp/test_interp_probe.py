@@ -6,8 +6,7 @@ import pandas as pd
 import pytest
 
 from workbench.interp.errors import InterpError
-from workbench.interp.probe import (activations, probe, select_layer, split, split3, text_baseline,
-                                    train_probes)
+from workbench.interp.probe import activations, probe, select_layer, split, split3, text_baseline, train_probes
 from workbench.interp.probe_data import available, load_dataset
 
 

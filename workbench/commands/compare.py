@@ -3,28 +3,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from typing import Any
 
-STORE_HELP = "run store directory (default: $WORKBENCH_STORE, else ./workbench-runs)"
-
-
-def json_safe(obj: Any) -> Any:
-    """NaN/inf become null so the output is strict JSON."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    return obj
+from workbench.analysis.stats import CORRECTIONS
+from workbench.argtypes import float_in
+from workbench.commands import command
+from workbench.commands._common import JSON, STORE, json_safe
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from workbench.compare import compare_runs, load_runs
-    from workbench.report import write_report
+    from workbench.analysis.compare import compare_runs, load_runs
+    from workbench.analysis.report import write_report
 
-    comparison = compare_runs(load_runs(args.runs, args.store), correction=args.correction, seed=args.seed)
+    comparison = compare_runs(load_runs(args.runs, args.store), correction=args.correction, seed=args.seed,
+                              allow_config_diff=args.allow_config_diff)
     paths = write_report(comparison, args.out, alpha=args.alpha)
     if args.json:
         print(json.dumps(json_safe(dict(comparison.to_json(), report={"html": str(paths.html),
@@ -44,20 +36,22 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers) -> None:
+@command("compare", order=30)
+def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
-        "compare", help="paired comparison of runs on the same items, with an HTML/Markdown report",
+        "compare", parents=[STORE, JSON], help="paired comparison of runs on the same items, with an HTML/Markdown report",
         description="Compare runs item by item (matched by task, doc_id and prompt hash); every run after the first "
                     "is compared with the first. Writes a self-contained HTML report (opens offline) and Markdown: "
                     "leaderboard with CIs, paired deltas with McNemar/permutation p-values corrected across tasks, "
                     "a forest plot, flipped items and a manifest diff.",
         epilog="Example: workbench compare RUN_A RUN_B --out reports/ --json")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run ids; the first is the baseline")
-    p.add_argument("--store", help=STORE_HELP)
     p.add_argument("--out", default="reports", help="report directory (default: reports/)")
-    p.add_argument("--json", action="store_true", help="print the paired statistics per task as JSON")
-    p.add_argument("--correction", default="holm", choices=["holm", "bh", "bonferroni", "none"],
+    p.add_argument("--correction", default="holm", choices=list(CORRECTIONS),
                    help="multiple-comparison correction across tasks and subjects (default holm)")
-    p.add_argument("--alpha", type=float, default=0.05, help="significance level marked in the report (default 0.05)")
+    p.add_argument("--alpha", type=float_in(0, 1, low_open=True, high_open=True), default=0.05,
+                   help="significance level marked in the report (default 0.05)")
+    p.add_argument("--allow-config-diff", action="store_true",
+                   help="compare runs scored under different settings (judge, sandbox limits); the report shows them")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.set_defaults(func=cmd_compare)

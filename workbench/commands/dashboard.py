@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
+from workbench.commands import command
+from workbench.commands._common import ARTIFACTS, STORE
 from workbench.errors import WorkbenchError
 
 
@@ -20,17 +23,16 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers) -> None:
+@command("dashboard", order=70)
+def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
-        "dashboard", help="serve the dashboard: leaderboard, run comparison, samples, interpretability views",
+        "dashboard", parents=[STORE, ARTIFACTS], help="serve the dashboard: leaderboard, run comparison, samples, interpretability views",
         description="Serve a Dash dashboard over the run store (read only) and the artifact root; from a sample's "
                     "panel it can create attention, logit-lens and attribution artifacts with the run's own model "
                     "as background jobs (--no-jobs turns that off). Assets are served locally, so it works offline. For production use gunicorn: "
                     "`gunicorn -w 2 -b 127.0.0.1:8050 dashboards.app:server` (store and artifacts from "
                     "$WORKBENCH_STORE and $WORKBENCH_ARTIFACTS).",
         epilog="Example: workbench dashboard --store workbench-runs --artifacts workbench-artifacts --port 8050")
-    p.add_argument("--store", help="run store directory (default: $WORKBENCH_STORE, else ./workbench-runs)")
-    p.add_argument("--artifacts", help="artifact root (default: $WORKBENCH_ARTIFACTS, else ./workbench-artifacts)")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8050, help="TCP port (default 8050)")
     p.add_argument("--no-jobs", action="store_true",

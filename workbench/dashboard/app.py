@@ -9,8 +9,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-# Dash's dev tools ask a remote server for the newest version unless told not to.
-os.environ.setdefault("DASH_DISABLE_VERSION_CHECK", "true")
+from workbench import settings
+
+# Dash's dev tools ask a remote server for the newest version unless told not to (set before import).
+settings.apply_environment()
 
 import dash  # noqa: E402
 from dash import Input, Output, State, dcc, html, no_update  # noqa: E402

@@ -5,44 +5,24 @@ immutable once published (atomic rename), so they are cached by id for the life 
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
-import threading
-from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from workbench.compare import (PRIMARY_METRICS, Comparison, answer_text, compare_runs, load_runs, match_items,
-                               model_label)
-from workbench.harness import metric_columns
+from workbench.analysis.compare import Comparison, answer_text, compare_runs, load_runs, match_items, model_label
 from workbench.interp import artifacts
 from workbench.store import Run, RunStore, validate_run_id
+from workbench.store.samples import fmt, metric_columns, primary_metric
 
 FLIP_STATES = ("right→wrong", "wrong→right", "same")
 _ANSWER_CHARS = 80
-
-
-class _LRU:
-    """A small thread-safe LRU cache (gunicorn threads, werkzeug threaded server)."""
-
-    def __init__(self, size: int) -> None:
-        self.size, self._d, self._lock = size, OrderedDict(), threading.Lock()
-
-    def get(self, key: Any, make: Callable[[], Any]) -> Any:
-        with self._lock:
-            if key in self._d:
-                self._d.move_to_end(key)
-                return self._d[key]
-        value = make()
-        with self._lock:
-            self._d[key] = value
-            while len(self._d) > self.size:
-                self._d.popitem(last=False)
-        return value
 
 
 @dataclass(frozen=True)
@@ -50,16 +30,6 @@ class LeaderboardColumn:
     field: str      # AG Grid field (scope names may hold characters AG Grid reads as paths)
     scope: str      # group or ungrouped task
     kind: str       # "group" | "task"
-
-
-def _fmt(v: Any) -> str:
-    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
-
-
-def primary_metric(entry: dict[str, Any]) -> str | None:
-    """The metric a scope is judged on: lm-eval's usual headline first (as workbench.compare)."""
-    ms = list(entry)
-    return min(ms, key=lambda m: PRIMARY_METRICS.index(m) if m in PRIMARY_METRICS else len(PRIMARY_METRICS)) if ms else None
 
 
 def headline_scopes(run: Run) -> list[tuple[str, str]]:
@@ -92,7 +62,7 @@ def leaderboard(runs: Sequence[Run]) -> tuple[list[LeaderboardColumn], list[dict
                 row[c.field] = None
                 continue
             e = entry[metric]
-            row[c.field] = f"{_fmt(e.get('value'))} [{_fmt(e.get('ci95_low'))}, {_fmt(e.get('ci95_high'))}]"
+            row[c.field] = f"{fmt(e.get('value'))} [{fmt(e.get('ci95_low'))}, {fmt(e.get('ci95_high'))}]"
             row[c.field + "_metric"] = metric
         rows.append(row)
     return cols, rows
@@ -107,11 +77,10 @@ def filter_rows(rows: Sequence[dict[str, Any]], **wanted: Sequence[str] | None) 
 def _primary_of(df: pd.DataFrame) -> pd.Series:
     """Per row, the value of its task's primary metric."""
     out = pd.Series(np.nan, index=df.index)
-    for task, part in df.groupby("task", sort=False):
+    for _task, part in df.groupby("task", sort=False):
         ms = [m for m in metric_columns(part) if part[m].notna().any()]
         if ms:
-            m = min(ms, key=lambda m: PRIMARY_METRICS.index(m) if m in PRIMARY_METRICS else len(PRIMARY_METRICS))
-            out.loc[part.index] = part[m].astype(float)
+            out.loc[part.index] = part[primary_metric(ms)].astype(float)
     return out
 
 
@@ -145,7 +114,7 @@ def sample_rows(df: pd.DataFrame, *, flips: dict[str, str] | None = None,
     score = _primary_of(df)
     target = df["target_text"] if "target_text" in df.columns else df.get("target", pd.Series("", index=df.index))
     rows = []
-    for i, (idx, r) in enumerate(df.iterrows()):
+    for idx, r in df.iterrows():
         key = sample_key(r["task"], r["doc_id"])
         s = score.loc[idx]
         rows.append({"key": key, "task": str(r["task"]), "doc_id": int(r["doc_id"]) if str(r["doc_id"]).isdigit() else str(r["doc_id"]),
@@ -216,10 +185,11 @@ class DashboardData:
         self.store = RunStore(store_dir)
         self.artifacts_root: Path = artifacts.artifacts_dir(artifacts_dir)
         self._runs: dict[str, Run] = {}
-        self._samples = _LRU(16)
-        self._comparisons = _LRU(8)
-        self._artifacts = _LRU(16)
-        self._flips = _LRU(16)
+        # functools' LRU is thread-safe (gunicorn threads, werkzeug's threaded server).
+        self.samples = functools.lru_cache(16)(self._samples)
+        self.comparison = functools.lru_cache(8)(self._comparison)
+        self.flips = functools.lru_cache(16)(self._flips)
+        self._artifact = functools.lru_cache(16)(self._load_artifact)
         self.jobs = None  # a jobs.JobRunner when the app lets the sample panel create artifacts
 
     def runs(self) -> list[Run]:
@@ -239,19 +209,16 @@ class DashboardData:
             self._runs[run_id] = self.store.load(run_id)
         return self._runs[run_id]
 
-    def samples(self, run_id: str) -> pd.DataFrame:
-        return self._samples.get(run_id, lambda: self.run(run_id).samples)
+    def _samples(self, run_id: str) -> pd.DataFrame:
+        return self.run(run_id).samples
 
-    def comparison(self, run_ids: Sequence[str], correction: str = "holm") -> Comparison:
-        key = (tuple(run_ids), correction)
-        return self._comparisons.get(key, lambda: compare_runs(load_runs(run_ids, self.store.root), correction=correction))
+    def _comparison(self, run_ids: tuple[str, ...], correction: str = "holm") -> Comparison:
+        return compare_runs(load_runs(list(run_ids), self.store.root), correction=correction)
 
-    def flips(self, run_id: str, baseline: str) -> dict[str, str]:
+    def _flips(self, run_id: str, baseline: str) -> dict[str, str]:
         """Flip status of each of run_id's samples against the baseline (same items required)."""
-        def make() -> dict[str, str]:
-            match_items({baseline: self.samples(baseline), run_id: self.samples(run_id)})
-            return flip_states(self.samples(run_id), self.samples(baseline))
-        return self._flips.get((run_id, baseline), make)
+        match_items({baseline: self.samples(baseline), run_id: self.samples(run_id)})
+        return flip_states(self.samples(run_id), self.samples(baseline))
 
     def artifact_index(self) -> list[dict[str, Any]]:
         return artifacts.list_artifacts(self.artifacts_root)
@@ -266,8 +233,10 @@ class DashboardData:
         return out
 
     def artifact(self, artifact_id: str) -> Any:
-        artifacts.validate_artifact_id(artifact_id)
-        return self._artifacts.get(artifact_id, lambda: artifacts.load(artifact_id, self.artifacts_root))
+        return self._artifact(artifacts.validate_artifact_id(artifact_id))
+
+    def _load_artifact(self, artifact_id: str) -> Any:
+        return artifacts.load(artifact_id, self.artifacts_root)
 
 
 __all__ = ["DashboardData", "leaderboard", "filter_rows", "sample_rows", "filter_samples", "sample_detail",

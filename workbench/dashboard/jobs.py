@@ -1,57 +1,24 @@
 """Interpretability artifacts created from the sample panel as background jobs (one worker thread).
 
-A job runs one tool (`TOOLS`) on a stored sample with the model of the run that produced it, saves the
+A job runs one interpretability tool (those with `from_sample`, see `workbench.interp.tools`) on a stored sample with the model of the run that produced it, saves the
 artifact through `workbench.interp.artifacts.save` (atomic publish) with the sample linked as its
 source, and reports its phase so the page can poll it. The model spec is never taken from the browser.
 """
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import threading
-import traceback
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from workbench.errors import WorkbenchError
+from workbench.interp.tools import sample_tools
 
-# tool name -> fn(hooked model, SampleSource) -> result; each is the CLI tool with the sample's prompt.
-Tool = Callable[[Any, Any], Any]
-TOOLS: dict[str, Tool] = {}
-
-
-def tool(name: str):
-    def deco(fn: Tool) -> Tool:
-        TOOLS[name] = fn
-        return fn
-    return deco
-
-
-@tool("attention")
-def _attention(model: Any, src: Any) -> Any:
-    from workbench.interp.attention import analyze
-
-    return analyze(model, src.prompt, source=src.link())
-
-
-@tool("logit_lens")
-def _logit_lens(model: Any, src: Any) -> Any:
-    from workbench.interp.errors import TokenError
-    from workbench.interp.logit_lens import lens
-
-    try:  # track the gold answer when it is one token (MMLU's ' A'); ARC's multi-token answers are not
-        return lens(model, src.prompt, k=10, target=src.target_text or None, source=src.link())
-    except TokenError:
-        return lens(model, src.prompt, k=10, source=src.link())
-
-
-@tool("attribution")
-def _attribution(model: Any, src: Any) -> Any:
-    from workbench.interp.attribute import attribute
-
-    return attribute(model, src.prompt, src.target_text, source=src.link())
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -65,7 +32,7 @@ class Job:
     phase: str = "waiting for the worker"
     artifact_id: str | None = None
     error: str | None = None
-    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
 
     @property
     def finished(self) -> bool:
@@ -81,11 +48,10 @@ class JobRunner:
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
         self._model: tuple[str, Any] | None = None
-        self.on_saved: Callable[[str], None] | None = None
 
     def submit(self, tool_name: str, run_id: str, key: str, model_spec: str) -> Job:
-        if tool_name not in TOOLS:
-            raise WorkbenchError(f"unknown tool {tool_name!r}; choose from {', '.join(TOOLS)}")
+        if tool_name not in sample_tools():
+            raise WorkbenchError(f"unknown tool {tool_name!r}; choose from {', '.join(sample_tools())}")
         job = Job(uuid.uuid4().hex[:12], tool_name, run_id, key, model_spec)
         with self._lock:
             self._jobs[job.id] = job
@@ -107,6 +73,7 @@ class JobRunner:
     def _run(self, job: Job) -> None:
         from workbench.interp import artifacts
         from workbench.interp.sources import from_run
+        from workbench.interp.tools import TOOLS
 
         job.status = "running"
         try:
@@ -115,17 +82,15 @@ class JobRunner:
             job.phase = f"loading {job.model}"
             model = self._hooked(job.model)
             job.phase = f"running {job.tool}"
-            result = TOOLS[job.tool](model, src)
+            result = TOOLS.get(job.tool).on_sample(model, src)
             job.phase = "saving"
             job.artifact_id = artifacts.save(result, self.artifacts_root)
             job.status, job.phase = "done", "done"
-            if self.on_saved:
-                self.on_saved(job.artifact_id)
         except WorkbenchError as exc:
             job.status, job.error = "failed", str(exc)
         except Exception as exc:  # a job must never take the server down; report it on the page
             job.status, job.error = "failed", f"{type(exc).__name__}: {exc}"
-            traceback.print_exc()
+            log.exception("job %s (%s on %s#%s) failed", job.id, job.tool, job.run_id, job.key)
 
 
-__all__ = ["JobRunner", "Job", "TOOLS", "tool"]
+__all__ = ["Job", "JobRunner"]

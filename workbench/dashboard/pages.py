@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 from urllib.parse import parse_qs, quote, unquote
 
 import dash_ag_grid as dag
 from dash import dcc, html
 
-from workbench.compare import Comparison, model_label
+from workbench.analysis.compare import Comparison, model_label
 from workbench.dashboard import views as V
-from workbench.dashboard.data import (DashboardData, filter_rows, filter_samples, leaderboard, sample_detail,
-                                      sample_rows)
+from workbench.dashboard.data import DashboardData, filter_rows, filter_samples, leaderboard, sample_detail, sample_rows
 from workbench.errors import WorkbenchError
 
 CORRECTIONS = ("holm", "bh", "bonferroni", "none")
@@ -93,14 +93,14 @@ def paired_rows(c: Comparison) -> list[dict[str, Any]]:
 def compare_page(data: DashboardData, query: dict[str, str]) -> html.Div:
     import dataclasses
 
-    from workbench.report import _forest_figure  # the report's forest plot, reused as is
+    from workbench.analysis.report import _forest_figure  # the report's forest plot, reused as is
 
     ids = [unquote(i) for i in query.get("runs", "").split(",") if i]
     correction = query.get("correction", "holm")
     subjects = query.get("subjects") == "1"
     if correction not in CORRECTIONS:
         return error_box(f"unknown correction {correction!r}; choose from {', '.join(CORRECTIONS)}")
-    c = data.comparison(ids, correction)
+    c = data.comparison(tuple(ids), correction)
     base = c.baseline.run_id
     runs = html.Ul([html.Li([html.B("baseline " if r.run_id == base else "candidate "), html.Code(r.run_id), " · ",
                              model_label(r)]) for r in c.runs])
@@ -237,12 +237,12 @@ def artifact_links(data: DashboardData, run_id: str, key: str) -> list:
 
 def job_box(data: DashboardData, run_id: str, key: str) -> html.Div:
     """Run a tool on this sample with the run's own model, in the background; the panel polls it."""
-    from workbench.dashboard.jobs import TOOLS
+    from workbench.interp.tools import sample_tools
 
     spec = str(data.run(run_id).manifest.get("model", {}).get("spec", ""))
     return html.Div([
         html.Span(["Create with ", html.Code(spec), ": "]),
-        dcc.Dropdown(id="job-tool", options=list(TOOLS), value=next(iter(TOOLS)), clearable=False,
+        dcc.Dropdown(id="job-tool", options=sample_tools(), value=sample_tools()[0], clearable=False,
                      style={"width": "180px"}),
         html.Button("Create artifact", id="job-create", n_clicks=0, className="button"),
         html.Span(id="job-status", className="note"),

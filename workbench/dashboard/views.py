@@ -5,27 +5,27 @@ never as HTML.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from dash import dcc, html
 
 from workbench.dashboard import figures as F
+from workbench.registry import Registry
 
-_VIEWS: dict[str, Callable[[Any], list]] = {}
+View = Callable[[Any], list]
+VIEWS: Registry[View] = Registry("artifact view")
 GRAPH_CONFIG = {"displaylogo": False}
 
 
-def view(kind: str):
+def view(kind: str) -> Callable[[View], View]:
     """Register the page builder for artifact kind `kind`."""
-    def deco(fn: Callable[[Any], list]) -> Callable[[Any], list]:
-        _VIEWS[kind] = fn
-        return fn
-    return deco
+    return VIEWS.register(kind)
 
 
-def views() -> dict[str, Callable[[Any], list]]:
-    return dict(_VIEWS)
+def views() -> dict[str, View]:
+    return {e.name: e.obj for e in VIEWS.entries()}
 
 
 def graph(fig, id_: str | None = None) -> dcc.Graph:

@@ -14,16 +14,19 @@ only are reported as unstable.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
+from workbench.argtypes import int_at_least, ints
 from workbench.interp.artifacts import Meta, make_meta, register_kind
 from workbench.interp.errors import InterpError
 from workbench.interp.hooks import HookedModel
+from workbench.interp.tools import Tool, arg, register_tool
 
 INDUCTION_THRESHOLD = 0.5
 # Defaults measured on SmolLM2-135M over 10 base seeds: 4 lengths x 2 seeds x 8 sequences named the same
@@ -181,3 +184,24 @@ def analyze(model: HookedModel, prompt: str, *, layers: list[int] | None = None,
                       "prefix_token": model.tokenizer.bos_token}, source)
     return AttentionResult(meta=meta, patterns=pats.astype(np.float32), layers=layers, head_scores=scores,
                            induction_heads=stable, unstable_heads=unstable, by_setting=by_setting)
+
+
+TOOL = register_tool(Tool(
+    name="attention", run=analyze,
+    help="attention patterns per layer and head on the prompt, and head scores (previous-token, induction, "
+         "duplicate-token) for every head on repeated random tokens at several lengths x seeds, with their spread; "
+         "induction heads are named only when above the threshold at every setting",
+    args=(arg("--layers", type=ints, help="layers whose prompt patterns to keep (default: all)"),
+          arg("--seq-lens", "--seq-len", type=ints, default=list(SEQ_LENS),
+              help="random tokens per half of a head-score sequence, one setting per length "
+                   f"(default {','.join(map(str, SEQ_LENS))})"),
+          arg("--n-seeds", type=int_at_least(1), default=N_SEEDS,
+              help=f"seeds per length (default {N_SEEDS}); scores are averaged over lengths x seeds, spread stored"),
+          arg("--n-seqs", type=int_at_least(1), default=N_SEQS, help=f"random sequences per setting (default {N_SEQS})"),
+          arg("--seed", type=int, default=0, help="base seed the per-setting seeds derive from"),
+          arg("--threshold", type=float, default=INDUCTION_THRESHOLD,
+              help=f"an induction head scores above this at every setting (default {INDUCTION_THRESHOLD})")),
+    from_cli=lambda a, p, m: dict(prompt=p.text, layers=a.layers, seq_lens=a.seq_lens, n_seqs=a.n_seqs,
+                                  n_seeds=a.n_seeds, seed=a.seed, threshold=a.threshold),
+    from_sample=lambda s, m: dict(prompt=s.prompt),
+))

@@ -11,15 +11,18 @@ else `IGNotConverged` is raised; the steps used and every try's error are record
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
+from workbench.argtypes import float_in, int_at_least
 from workbench.interp.artifacts import Meta, make_meta, register_kind
 from workbench.interp.errors import InterpError
 from workbench.interp.hooks import HookedModel
+from workbench.interp.tools import Tool, arg, register_tool
 
 TOLERANCE = 0.01    # default bound on the relative completeness error
 START_STEPS = 64
@@ -149,3 +152,34 @@ def attribute(model: HookedModel, prompt: str, target: str, *, objective: str = 
                              ig=attr.sum(-1)[0].detach().numpy().astype(np.float32),
                              grad_x_input=gxi.numpy().astype(np.float32), f_input=f_x, f_baseline=f_b, delta=d,
                              relative_delta=tries[-1][1], n_steps=steps, tolerance=tolerance, tries=tries)
+
+
+def _target(explicit: str | None, sample: Any) -> str:
+    target = explicit if explicit is not None else (sample.target_text if sample else None)
+    if not target:
+        raise InterpError("--target is required (the next token to attribute)")
+    return target
+
+
+TOOL = register_tool(Tool(
+    name="attribution", run=attribute, aliases=("attribute",),
+    help="Integrated Gradients (Captum, on the input embeddings, position 0 kept in the baseline; steps doubled until "
+         "completeness holds within the tolerance, else an error) and gradient x input for one target next token",
+    args=(arg("--target", help="target token text (default: the sample's target text)"),
+          arg("--objective", default="logprob", choices=["logprob", "logit"]),
+          arg("--n-steps", type=int_at_least(2), default=START_STEPS,
+              help=f"IG path steps to start with (default {START_STEPS}); doubled until the completeness error is "
+                   "within --tolerance"),
+          arg("--max-steps", type=int_at_least(2), default=MAX_STEPS,
+              help=f"most IG steps to try before failing (default {MAX_STEPS})"),
+          arg("--tolerance", type=float_in(0, 1e9, low_open=True), default=TOLERANCE,
+              help="largest accepted completeness error |sum(IG) - (f(x) - f(baseline))| / |f(x) - f(baseline)| "
+                   f"(default {TOLERANCE})"),
+          arg("--internal-batch-size", type=int_at_least(1), default=16, help="IG path points per forward (bounds memory)"),
+          arg("--baseline-token", help="token replacing positions 1.. in the baseline (default pad/eos)")),
+    from_cli=lambda a, p, m: dict(prompt=p.text, target=_target(a.target, p.sample), objective=a.objective,
+                                  n_steps=a.n_steps, max_steps=a.max_steps, tolerance=a.tolerance,
+                                  internal_batch_size=a.internal_batch_size,
+                                  baseline_token=a.baseline_token),
+    from_sample=lambda s, m: dict(prompt=s.prompt, target=_target(None, s)),
+))

@@ -8,8 +8,9 @@ named transform of the reference's weights (registry `VARIANTS`).
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,6 +18,7 @@ import torch
 from workbench.interp.artifacts import Meta, make_meta, register_kind
 from workbench.interp.errors import InterpError
 from workbench.interp.hooks import HookedModel, resid_name
+from workbench.interp.tools import Tool, arg, register_tool
 
 
 def _int8_dynamic(hf: Any, per_channel: bool = False) -> Any:
@@ -123,3 +125,22 @@ def compare(reference: HookedModel, variant: HookedModel, prompts: Sequence[str]
                        cosine=c.mean(1).numpy().astype(np.float32), cosine_min=c.min(1).values.numpy().astype(np.float32),
                        rel_error=r.mean(1).numpy().astype(np.float32), top1_agreement=float(g.float().mean()),
                        max_abs_dlogit=dmax, n_tokens=int(g.numel()))
+
+
+def _from_cli(a: Any, p: Any, model: HookedModel) -> dict[str, Any]:
+    from workbench.interp.hooks import load_hooked
+
+    if bool(a.variant) == bool(a.other):
+        raise InterpError("give exactly one of --variant NAME or --other SPEC")
+    other = variant_of(model, a.variant) if a.variant else load_hooked(a.other)
+    return dict(variant=other, prompts=p.texts or DEFAULT_PROMPTS)
+
+
+TOOL = register_tool(Tool(
+    name="drift", run=compare, prompt="many",
+    help="per-layer cosine similarity and relative error of residual streams between a model and a variant (a "
+         "named transform or another spec) on the same prompts",
+    args=(arg("--variant", help="named variant of the reference: int8-dynamic, int8-dynamic-per-channel, bf16-weights"),
+          arg("--other", help="another model spec with the same tokenizer")),
+    from_cli=_from_cli,
+))

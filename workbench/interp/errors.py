@@ -1,7 +1,8 @@
 """Errors the interpretability tools raise on bad input (each a WorkbenchError: one CLI line, exit 2)."""
 from __future__ import annotations
 
-from workbench.errors import StoreError, WorkbenchError
+from workbench.errors import WorkbenchError
+from workbench.store.artifacts import ArtifactError
 
 
 class InterpError(WorkbenchError):
@@ -20,5 +21,4 @@ class TokenError(InterpError):
     """A target text that is not exactly one token of the vocabulary."""
 
 
-class ArtifactError(StoreError):
-    """Unknown, invalid or corrupt artifact id."""
+__all__ = ["ArtifactError", "InterpError", "PromptTooLongError", "TokenError", "UnknownHookError"]

@@ -10,14 +10,16 @@ from __future__ import annotations
 import difflib
 import re
 import warnings
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import torch
 
 from workbench.errors import ModelError
 from workbench.interp.errors import PromptTooLongError, TokenError, UnknownHookError
+from workbench.registry import Registry
 
 Hook = tuple[str, Callable[..., Any]]
 _BLOCK = re.compile(r"^blocks\.(\d+)\.")
@@ -33,22 +35,18 @@ class ModelRef:
 
 
 # ---- spec -> checkpoint (a registry: one resolver per backend prefix that has torch weights) ----
-_RESOLVERS: dict[str, Callable[[str, str], ModelRef]] = {}
+Resolver = Callable[[str, str], ModelRef]
+RESOLVERS: Registry[Resolver] = Registry("torch-weights resolver", error=ModelError)
 
 
-def register_resolver(backend: str):
+def register_resolver(backend: str) -> Callable[[Resolver], Resolver]:
     """Register `resolve(target, spec) -> ModelRef` for specs of one backend."""
-
-    def deco(fn: Callable[[str, str], ModelRef]) -> Callable[[str, str], ModelRef]:
-        _RESOLVERS[backend] = fn
-        return fn
-
-    return deco
+    return RESOLVERS.register(backend)
 
 
 @register_resolver("gguf")
 def _resolve_gguf(target: str, spec: str) -> ModelRef:
-    from workbench.models.gguf import converted_checkpoint, resolve_gguf
+    from workbench.eval.models.gguf import converted_checkpoint, resolve_gguf
 
     ckpt, sha = converted_checkpoint(resolve_gguf(target))
     return ModelRef(spec, ckpt, sha)
@@ -56,7 +54,7 @@ def _resolve_gguf(target: str, spec: str) -> ModelRef:
 
 @register_resolver("hf")
 def _resolve_hf(target: str, spec: str) -> ModelRef:
-    from workbench.models.hf import weights_sha256
+    from workbench.eval.models.hf import weights_sha256
 
     path = Path(target).expanduser().resolve()
     if not (path / "config.json").is_file():
@@ -66,13 +64,13 @@ def _resolve_hf(target: str, spec: str) -> ModelRef:
 
 def resolve(spec: str) -> ModelRef:
     """The torch checkpoint behind a spec; ModelError for backends without torch weights."""
-    from workbench.models import parse_spec
+    from workbench.eval.models import parse_spec
 
     backend, target = parse_spec(spec)
-    if backend not in _RESOLVERS:
+    if backend not in RESOLVERS:
         raise ModelError(f"interpretability tools need torch weights; {spec!r} uses the {backend!r} backend "
-                         f"(use one of: {', '.join(p + ':' for p in _RESOLVERS)} or an embedded alias)")
-    return _RESOLVERS[backend](target, spec)
+                         f"(use one of: {', '.join(p + ':' for p in RESOLVERS.names())} or an embedded alias)")
+    return RESOLVERS.get(backend)(target, spec)
 
 
 # ---- the hooked model ------------------------------------------------------------------------
@@ -118,9 +116,6 @@ class HookedModel:
         return int(self.hf.get_output_embeddings().weight.shape[0])
 
     # names
-    def hook_names(self) -> list[str]:
-        return list(self._names)
-
     def check_names(self, names: Iterable[str]) -> list[str]:
         """The names, or UnknownHookError naming the first unknown one and its closest matches."""
         names = list(names)
@@ -227,7 +222,7 @@ def load_hooked(spec: str, *, dtype: str = "float32", transform: Callable[[Any],
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from workbench.models.hf import _dtype, set_threads
+    from workbench.eval.models.hf import _dtype, set_threads
 
     ref = resolve(spec)
     set_threads()

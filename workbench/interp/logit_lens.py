@@ -13,8 +13,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from workbench.argtypes import int_at_least, ints
 from workbench.interp.artifacts import Meta, make_meta, register_kind
 from workbench.interp.hooks import HookedModel, resid_name
+from workbench.interp.tools import Tool, arg, register_tool, single_token_or_none
 
 
 @register_kind("logit_lens")
@@ -74,3 +76,16 @@ def lens(model: HookedModel, prompt: str, *, k: int = 10, positions: list[int] |
                       "norm": "model final norm + unembed, recomputed"}, source)
     return LogitLensResult(meta=meta, positions=positions, top=pd.DataFrame(rows), target=target,
                            target_id=target_id, target_prob=t_prob, target_rank=t_rank)
+
+
+TOOL = register_tool(Tool(
+    name="logit_lens", run=lens,
+    help="per-layer top-k next tokens: each layer's residual stream through the model's own final norm and "
+         "unembedding; with --target, that token's probability and rank by layer",
+    args=(arg("-k", type=int_at_least(1), default=10, help="tokens kept per layer and position (default 10)"),
+          arg("--positions", type=ints, help="positions (default: last; negative counts from the end)"),
+          arg("--target", help="also track this token's probability and rank (default: a sample's one-token gold)")),
+    from_cli=lambda a, p, m: dict(prompt=p.text, k=a.k, positions=a.positions,
+                                  target=a.target or single_token_or_none(m, p.sample and p.sample.target_text)),
+    from_sample=lambda s, m: dict(prompt=s.prompt, k=10, target=single_token_or_none(m, s.target_text)),
+))

@@ -10,15 +10,18 @@ the site restores the clean behaviour, 0 that it does nothing.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
+from workbench.argtypes import csv, int_at_least
 from workbench.interp.artifacts import Meta, make_meta, register_kind
 from workbench.interp.errors import InterpError
 from workbench.interp.hooks import HookedModel
+from workbench.interp.tools import Tool, arg, register_tool
 
 
 # ---- metrics (a registry) ---------------------------------------------------------------------
@@ -249,3 +252,32 @@ def patch(model: HookedModel, clean_prompt: str, corrupt_prompt: str, *, answer:
                           families=list(families), correlation=corr,
                           **{f"exact_{k}": v.astype(np.float32) for k, v in exact.items()},
                           **{f"atp_{k}": v.astype(np.float32) for k, v in estimates.items()})
+
+
+def _from_cli(a: Any, p: Any, model: Any) -> dict[str, Any]:
+    gold = p.sample.target_text if p.sample else None
+    answer = a.answer if a.answer is not None else gold
+    if not answer:
+        raise InterpError("--answer is required (the token the clean prompt should predict)")
+    wrong = a.wrong
+    predicted = p.sample.predicted_text if p.sample else None
+    if wrong is None and predicted is not None and predicted != answer:
+        wrong = predicted  # a missed item: gold vs what the model chose
+    return dict(clean_prompt=p.text, corrupt_prompt=a.corrupt, answer=answer, wrong=wrong, metric=a.metric,
+                families=a.sites, batch_size=a.batch_size, atp=not a.no_atp)
+
+
+TOOL = register_tool(Tool(
+    name="patching", run=patch, aliases=("patch",),
+    help="activation patching clean -> corrupted (residual stream by layer x position, attention and MLP outputs "
+         "by layer, heads), plus attribution patching and its correlation with exact patching",
+    args=(arg("--corrupt", required=True, help="corrupted prompt (same token length as the clean one)"),
+          arg("--answer", help="answer token (default: the sample's target text)"),
+          arg("--wrong", help="wrong-answer token for logit_diff (default: a missed sample's predicted choice)"),
+          arg("--metric", default="logit_diff", choices=["logit_diff", "prob", "logprob"]),
+          arg("--sites", type=csv, default=["resid_pre", "attn_out", "mlp_out", "head"],
+              help="site families (default: resid_pre,attn_out,mlp_out,head)"),
+          arg("--batch-size", type=int_at_least(1), default=32, help="patched cells per forward (default 32)"),
+          arg("--no-atp", action="store_true", help="skip attribution patching")),
+    from_cli=_from_cli,
+))

@@ -13,18 +13,22 @@ SmolLM2's TruthfulQA set it equals the probe at the selected layer and beats mos
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
+from workbench.analysis.stats import clustered_estimate
+from workbench.argtypes import float_in, int_at_least
 from workbench.interp.artifacts import Meta, make_meta, register_kind
 from workbench.interp.errors import InterpError
 from workbench.interp.hooks import HookedModel, resid_name
 from workbench.interp.probe_data import ProbeDataset, load_dataset
-from workbench.stats import clustered_estimate
+from workbench.interp.tools import Tool, arg, register_tool
+from workbench.settings import DATA_HELP
 
 POOLS = ("last", "mean")
 PROBE_C = (0.001, 0.01, 0.1, 1.0)   # inverse L2 strengths tried per layer (standardised features)
@@ -110,7 +114,7 @@ def split(groups: np.ndarray, *, test_size: float | int, seed: int) -> tuple[np.
 
 def split3(groups: np.ndarray, labels: np.ndarray, *, val_size: float, test_size: float, seed: int) -> Splits:
     """Train/validation/test indices (fractions of all groups), every group on one side; each split has both labels."""
-    if not (0 < val_size and 0 < test_size and val_size + test_size < 1):
+    if not (val_size > 0 and test_size > 0 and val_size + test_size < 1):
         raise InterpError(f"validation and test sizes must be positive and sum below 1 (got {val_size}, {test_size})")
     n_groups = len(np.unique(groups))
     n_test, n_val = (max(1, round(f * n_groups)) for f in (test_size, val_size))
@@ -211,3 +215,31 @@ def probe(model: HookedModel, dataset: str | ProbeDataset, *, pool: str = "last"
                                                    "control": "labels randomly permuted (seeded)"}, source)
     return ProbeResult(meta=meta, dataset=ds.name, pool=pool, by_layer=table, weights=w, bias=b,
                        best_layer=select_layer(table), selection="validation", text_baseline=baseline)
+
+
+def _positive_floats(value: str) -> list[float]:
+    """argparse type: comma-separated positive numbers."""
+    parse = float_in(0, 1e9, low_open=True)
+    return [parse(v) for v in value.split(",") if v.strip()]
+
+
+TOOL = register_tool(Tool(
+    name="probe", run=probe, prompt="none",
+    help="linear probes per layer on a labelled dataset declared in probes/*.yaml: layer and C picked on a validation "
+         "split, test accuracy with 95% CI, a random-label control (selectivity) and a text-only bag-of-words "
+         "baseline on the same splits",
+    args=(arg("--dataset", required=True, help="probe dataset name (probes/<name>.yaml)"),
+          arg("--pool", default="last", choices=["last", "mean"], help="token pooling (default last)"),
+          arg("--val-size", type=float_in(0, 1, low_open=True, high_open=True), default=0.2,
+              help="fraction of groups for validation (default 0.2)"),
+          arg("--test-size", type=float_in(0, 1, low_open=True, high_open=True), default=0.3,
+              help="fraction of groups for test (default 0.3)"),
+          arg("--C", type=_positive_floats, default=list(PROBE_C),
+              help="inverse L2 strengths of the logistic probe, picked per layer on validation "
+                   f"(default {','.join(f'{c:g}' for c in PROBE_C)})"),
+          arg("--seed", type=int, default=0),
+          arg("--batch-size", type=int_at_least(1), default=16),
+          arg("--data-dir", help=DATA_HELP)),
+    from_cli=lambda a, p, m: dict(dataset=a.dataset, pool=a.pool, val_size=a.val_size, test_size=a.test_size,
+                                  C=a.C, seed=a.seed, batch_size=a.batch_size, data_dir=a.data_dir),
+))

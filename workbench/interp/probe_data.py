@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from workbench import settings
 from workbench.errors import DataError
 from workbench.interp.errors import InterpError
+from workbench.registry import Registry
 
 
 @dataclass
@@ -29,20 +31,16 @@ class ProbeDataset:
 
 
 Builder = Callable[[dict[str, Any], Path], tuple[list[str], list[int], list[int]]]
-BUILDERS: dict[str, Builder] = {}
+BUILDERS: Registry[Builder] = Registry("probe dataset builder", error=InterpError)
 
 
-def register_builder(name: str):
-    def deco(fn: Builder) -> Builder:
-        BUILDERS[name] = fn
-        return fn
-
-    return deco
+def register_builder(name: str) -> Callable[[Builder], Builder]:
+    return BUILDERS.register(name)
 
 
 def probes_dir() -> Path:
     """Probe declarations: WORKBENCH_PROBES, else the repo's probes/."""
-    return Path(os.environ.get("WORKBENCH_PROBES") or settings.REPO_ROOT / "probes").resolve()
+    return settings.probes_dir()
 
 
 def available() -> dict[str, dict[str, Any]]:
@@ -125,9 +123,10 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> ProbeD
     if name not in decls:
         raise InterpError(f"unknown probe dataset {name!r}: declared in {probes_dir()}: {', '.join(decls) or 'none'}")
     spec = decls[name]
-    builder = BUILDERS.get(spec.get("builder"))
-    if builder is None:
-        raise InterpError(f"probe {name}: unknown builder {spec.get('builder')!r} (known: {', '.join(BUILDERS)})")
+    try:
+        builder = BUILDERS.get(str(spec.get("builder")))
+    except InterpError as exc:
+        raise InterpError(f"probe {name}: {exc}") from None
     texts, labels, groups = builder(spec, settings.data_dir(data_dir))
     if len(set(labels)) != 2:
         raise DataError(f"probe {name} needs both labels; got {sorted(set(labels))}")

@@ -1,0 +1,58 @@
+"""The hf backend's scoring core against lm-eval's own HFLM on the same model and requests."""
+import pytest
+from lm_eval.api.instance import Instance
+from lm_eval.models.huggingface import HFLM
+
+from workbench.eval.models import load_model
+
+
+def _requests(pairs):
+    return [Instance(request_type="loglikelihood", doc={}, arguments=p, idx=i) for i, p in enumerate(pairs)]
+
+
+PAIRS = [
+    ("Which organ pumps blood?\nAnswer:", " A"),
+    ("Which organ pumps blood?\nAnswer:", " B"),
+    ("Which organ pumps blood?\nAnswer:", " the heart and the lung"),
+    ("Which organ pumps blood?\nAnswer:", " liver"),
+    ("Question: What do plants need to make food?\nAnswer:", " Sunlight, water and air."),
+    ("Question: What do plants need to make food?\nAnswer:", " sand"),
+    ("short", " x"),
+    ("The quick brown fox jumps over the lazy dog. " * 6, " The quick brown fox"),
+    ("Trailing space context ", "continuation"),
+    ("", "The quick brown fox"),
+]
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 8])
+def test_prefix_sharing_core_matches_stock_hflm(tiny_model_dir, batch_size):
+    ours = load_model(f"hf:{tiny_model_dir}", batch_size=batch_size)
+    stock = HFLM(pretrained=str(tiny_model_dir), dtype="float32", batch_size=1, device="cpu")
+    got = ours.loglikelihood(_requests(PAIRS), disable_tqdm=True)
+    ref = stock.loglikelihood(_requests(PAIRS), disable_tqdm=True)
+    for (ll, greedy), (ll_ref, greedy_ref), pair in zip(got, ref, PAIRS):
+        assert ll == pytest.approx(ll_ref, abs=1e-4), pair
+        assert greedy == greedy_ref, pair
+
+
+def test_model_info_identifies_the_checkpoint(tiny_model_dir):
+    lm = load_model(f"hf:{tiny_model_dir}")
+    assert lm.info.backend == "hf" and len(lm.info.sha256) == 64
+    assert lm.info.architecture == "LlamaForCausalLM" and lm.info.dtype == "float32"
+
+
+def test_shared_few_shot_prefix_is_run_once_and_scores_match(tiny_model_dir):
+    preamble = "The following are questions about organs.\n\n" + "Which organ pumps blood?\nAnswer: the heart\n\n" * 5
+    pairs = [(preamble + q, c) for q in ("What do plants need?\nAnswer:", "Which organ is used for breathing?\nAnswer:",
+                                        "Where is the tibia?\nAnswer:") for c in (" A", " sunlight and water", " the leg")]
+    ours = load_model(f"hf:{tiny_model_dir}", batch_size=8)
+    calls = []
+    ours.model.register_forward_pre_hook(lambda mod, args, kwargs: calls.append(kwargs["input_ids"].shape), with_kwargs=True)
+    stock = HFLM(pretrained=str(tiny_model_dir), dtype="float32", batch_size=1, device="cpu")
+    got = ours.loglikelihood(_requests(pairs), disable_tqdm=True)
+    ref = stock.loglikelihood(_requests(pairs), disable_tqdm=True)
+    for (ll, greedy), (ll_ref, greedy_ref) in zip(got, ref):
+        assert ll == pytest.approx(ll_ref, abs=1e-4) and greedy == greedy_ref
+    prefix_len = calls[0][1]
+    assert calls[0][0] == 1 and prefix_len > 50  # the preamble ran once, as a batch of one
+    assert calls[1][0] == 3 and calls[1][1] < prefix_len / 2  # then only the three questions' own tokens

@@ -1,0 +1,54 @@
+"""Command-line argument types (argparse `type=`): a bad value is one clear line naming the flag."""
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+
+
+def csv(value: str) -> list[str]:
+    """Comma-separated names."""
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def ints(value: str) -> list[int]:
+    """Comma-separated integers."""
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {value!r}") from None
+
+
+def int_at_least(low: int) -> Callable[[str], int]:
+    """argparse type: an integer >= low."""
+
+    def parse(value: str) -> int:
+        try:
+            n = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
+        if n < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {n}")
+        return n
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def float_in(low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> Callable[[str], float]:
+    """argparse type: a finite float in [low, high] (ends open when asked)."""
+
+    def parse(value: str) -> float:
+        try:
+            x = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+        bad_low = x <= low if low_open else x < low
+        bad_high = x >= high if high_open else x > high
+        if not math.isfinite(x) or bad_low or bad_high:
+            lo, hi = "(" if low_open else "[", ")" if high_open else "]"
+            raise argparse.ArgumentTypeError(f"must be in {lo}{low}, {high}{hi}, got {value}")
+        return x
+
+    parse.__name__ = "number"
+    return parse

@@ -1,0 +1,385 @@
+"""The evaluation loop: lm-eval tasks x one backend -> per-sample rows journalled into the store.
+
+It follows lm-eval's `evaluator.evaluate` step for step (build requests, run them by type, apply
+the task's filters, `process_results` per doc), but over fixed chunks of docs, each journalled as
+it finishes. A killed run resumes from its journal; chunk boundaries and prompts are fixed by the
+plan in the manifest, so the resumed run's per-sample results equal an uninterrupted run's.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from workbench import settings
+from workbench.errors import StoreError, TaskError, WorkbenchError
+from workbench.store import Run, RunStore
+from workbench.store.provenance import git_commit, hardware, package_versions, utc_now
+from workbench.store.publish import to_jsonable
+from workbench.store.samples import directions_from_lm_eval, metric_columns
+
+_PACKAGES = ("torch", "transformers", "lm_eval", "datasets", "gguf", "llama_cpp", "transformer_lens", "captum",
+             "numpy", "pandas", "pyarrow")
+
+
+@dataclass
+class EvalRequest:
+    """What `workbench eval` was asked to do; stored in the manifest so --resume can repeat it."""
+
+    model: str
+    tasks: list[str] = field(default_factory=list)
+    suite: str | None = None
+    limit: int | None = None
+    num_fewshot: int | None = None
+    data_dir: str | None = None
+    seed: int = 1234
+    chunk_size: int = 16
+    batch_size: int = 8
+    dtype: str = "float32"
+    # Scoring settings (None: the environment's, else the default); resolved into the manifest's `scoring`.
+    refusal_judge: str | None = None
+    judge_model: str | None = None
+    sandbox_timeout_s: float | None = None
+    sandbox_memory_mb: int | None = None
+
+    def __post_init__(self) -> None:
+        for name, low in (("limit", 1), ("num_fewshot", 0), ("chunk_size", 1), ("batch_size", 1)):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low):
+                flag = "--" + name.replace("_", "-")
+                raise WorkbenchError(f"{flag} must be an integer >= {low}, got {value!r}")
+        if self.dtype not in ("float32", "bfloat16", "float16"):
+            raise WorkbenchError(f"--dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
+
+    def scoring(self) -> settings.Scoring:
+        """The scoring settings this request runs under (options over environment over defaults)."""
+        try:
+            return settings.Scoring.from_env(refusal_judge=self.refusal_judge, judge_model=self.judge_model,
+                                             sandbox_timeout_s=self.sandbox_timeout_s,
+                                             sandbox_memory_mb=self.sandbox_memory_mb)
+        except ValueError as exc:
+            raise WorkbenchError(str(exc)) from None
+
+
+def _quiet_lm_eval() -> None:
+    for name in ("lm_eval", "lm-eval", "datasets", "transformers"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+        datasets.logging.set_verbosity_error()
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+@contextlib.contextmanager
+def _tqdm_off():
+    """Silence lm-eval's own per-task progress bar while it builds prompts (ours covers the run)."""
+    import functools
+
+    import lm_eval.api.task as task_mod
+
+    original = task_mod.tqdm
+    task_mod.tqdm = functools.partial(original, disable=True)
+    try:
+        yield
+    finally:
+        task_mod.tqdm = original
+
+
+def new_run_id(model: str) -> str:
+    slug = "".join(c if c.isalnum() else "-" for c in model.split("/")[-1])[:40].strip("-") or "model"
+    return f"{_dt.datetime.now(_dt.UTC):%Y%m%d-%H%M%S}-{slug}-{secrets.token_hex(2)}"
+
+
+# ---- planning -----------------------------------------------------------------------------------
+def plan_tasks(req: EvalRequest) -> list[tuple[Any, list[int]]]:
+    """[(BuiltTask, doc indices)] for a request: suite sampling or --limit, lm-eval few-shot rules."""
+    from workbench.eval import tasks as T
+
+    if req.suite and req.tasks:
+        raise TaskError("give either --tasks or --suite, not both")
+    if not req.suite and not req.tasks:
+        raise TaskError("nothing to evaluate: give --tasks T1,T2 or --suite NAME")
+    entries = T.suite_tasks(req.suite) if req.suite else {t: {} for t in req.tasks}
+    planned = []
+    for entry, opts in entries.items():
+        specs = T.resolve([entry])
+        per_subset = opts.get("per_subset")
+        for spec in specs:
+            built = T.build(spec, req.data_dir, req.num_fewshot, fewshot_seed=req.seed)
+            n_docs = len(built.task.eval_docs)
+            n = per_subset if per_subset is not None else opts.get("n")
+            planned.append((built, T.select_docs(spec.name, n_docs, limit=req.limit, n=n, seed=req.seed)))
+    return planned
+
+
+def _task_manifest(built, doc_ids: list[int], chunk_size: int, chat_template: bool,
+                   scoring: settings.Scoring) -> dict[str, Any]:
+    config = built.task.config
+    return {
+        "benchmark": built.spec.benchmark,
+        "subset": built.spec.subset,
+        "group": built.spec.group,
+        "version": built.version,
+        "prompt_hash": built.prompt_hash,
+        "num_fewshot": built.num_fewshot,
+        "output_type": built.task.OUTPUT_TYPE,
+        "chat_template": chat_template,
+        "n_docs_total": len(built.task.eval_docs),
+        "doc_ids": doc_ids,
+        "n_chunks": (len(doc_ids) + chunk_size - 1) // chunk_size,
+        "data": [asdict(f) for f in built.files],
+        "generation_kwargs": to_jsonable(getattr(config, "generation_kwargs", None) or {}),
+        "directions": directions_from_lm_eval(built.task.higher_is_better() or {}),
+        "primary_metric": built.spec.primary_metric,
+        "scoring": {k: scoring.to_dict()[k] for k in built.spec.scoring},
+    }
+
+
+def uses_chat_template(built, lm) -> bool:
+    """A task declared `chat_template: true` is rendered with the model's chat template if it has
+    one (lm-eval's --apply_chat_template --fewshot_as_multiturn); a model without one (a base model,
+    the llama.cpp backend) gets the plain prompt. The manifest records which applied."""
+    has_template = callable(getattr(lm, "apply_chat_template", None)) and bool(
+        getattr(getattr(lm, "tokenizer", None), "chat_template", None))
+    return bool(built.spec.chat_template) and has_template
+
+
+def _chat_kwargs(built, lm) -> dict[str, Any]:
+    if not uses_chat_template(built, lm):
+        return {}
+    return {"apply_chat_template": True, "fewshot_as_multiturn": True, "chat_template": lm.apply_chat_template}
+
+
+# ---- per-chunk evaluation -------------------------------------------------------------------------
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _token_counter(lm) -> Callable[[str], int] | None:
+    """The backend's own tokeniser (HFLM's tok_encode, llama.cpp's), to count generated tokens."""
+    encode = getattr(lm, "tok_encode", None) or getattr(lm, "_enc", None)
+    return (lambda text: len(encode(text))) if encode else None
+
+
+def evaluate_chunk(lm, task, instances_by_pos: dict[int, list], positions: list[int], doc_ids: list[int],
+                   gen_stats: dict[str, float] | None = None) -> list[dict]:
+    """Run one chunk of docs through the model and lm-eval's filters and metrics; one row per doc.
+
+    `gen_stats`, if given, accumulates generation wall time, generated tokens and generations.
+    """
+    insts = [inst for p in positions for inst in instances_by_pos[p]]
+    by_type: dict[str, list] = {}
+    for inst in insts:
+        inst.resps = []
+        by_type.setdefault(inst.request_type, []).append(inst)
+    for reqtype, reqs in by_type.items():
+        cloned = [r for r in reqs for _ in range(r.repeats)]
+        t_call = time.perf_counter()
+        resps = getattr(lm, reqtype)(cloned, disable_tqdm=True)
+        if reqtype == "generate_until" and gen_stats is not None:
+            count = _token_counter(lm)
+            gen_stats["seconds"] = gen_stats.get("seconds", 0.0) + time.perf_counter() - t_call
+            gen_stats["generations"] = gen_stats.get("generations", 0) + len(resps)
+            if count:
+                gen_stats["tokens"] = gen_stats.get("tokens", 0) + sum(count(str(r)) for r in resps)
+        for resp, r in zip(resps, cloned, strict=True):
+            r.resps.append(resp)
+    for ensemble in getattr(task, "_filters", []):
+        ensemble.apply(insts)
+
+    rows = []
+    for p in positions:
+        reqs = sorted(instances_by_pos[p], key=lambda x: x.idx)
+        doc = reqs[0].doc
+        prompt = reqs[0].arguments[0]
+        target = task.doc_to_target(doc)
+        row: dict[str, Any] = {
+            "doc_id": doc_ids[p],
+            "prompt": prompt if isinstance(prompt, str) else json.dumps(to_jsonable(prompt)),
+            "target": str(to_jsonable(target)),
+            "prompt_hash": _sha(prompt if isinstance(prompt, str) else json.dumps(to_jsonable(prompt))),
+            "doc": json.dumps(to_jsonable(doc), ensure_ascii=False, default=str),
+        }
+        if task.OUTPUT_TYPE in ("multiple_choice", "loglikelihood"):
+            lls = [float(r.resps[0][0]) for r in reqs]
+            row["choices"] = [r.arguments[1] for r in reqs]
+            row["loglikelihoods"] = lls
+            row["is_greedy"] = [bool(r.resps[0][1]) for r in reqs]
+            row["prediction"] = str(max(range(len(lls)), key=lls.__getitem__))
+            if isinstance(target, int) and 0 <= target < len(reqs):
+                row["target_text"] = reqs[target].arguments[1]
+        else:
+            row["generation"] = str(reqs[0].resps[0]) if reqs[0].resps else ""
+        for fkey in reqs[0].filtered_resps:
+            metrics = task.process_results(doc, [r.filtered_resps[fkey] for r in reqs])
+            suffix = "" if fkey == "none" else f",{fkey}"
+            for name, value in metrics.items():
+                row[f"{name}{suffix}"] = to_jsonable(value)
+            if task.OUTPUT_TYPE == "generate_until":
+                pred = reqs[0].filtered_resps[fkey]
+                row[f"prediction{suffix}"] = str(pred[0] if isinstance(pred, list) and pred else pred)
+        rows.append(row)
+    return rows
+
+
+# ---- metrics ------------------------------------------------------------------------------------
+def compute_metrics(df, manifest: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Per task and per group: each metric's mean, stderr and 95% bootstrap CI."""
+    from workbench.analysis.stats import mean_estimate
+
+    out: dict[str, Any] = {"tasks": {}, "groups": {}}
+    for name, part in df.groupby("task", sort=False):
+        out["tasks"][name] = {m: mean_estimate(part[m], seed=seed).to_dict()
+                              for m in metric_columns(part) if part[m].notna().any()}
+    for group in sorted({t.get("group") for t in manifest["tasks"].values() if t.get("group")}):
+        part = df[df["group"] == group]
+        # Pooled over items (lm-eval's weight_by_size for the MMLU group).
+        out["groups"][group] = {m: mean_estimate(part[m], seed=seed).to_dict()
+                                for m in metric_columns(part) if part[m].notna().any()}
+    return out
+
+
+def _check_scoring(scoring: settings.Scoring) -> None:
+    """Fail before any work on a judge name nobody registered."""
+    from workbench.scoring.refusal import JUDGES
+
+    JUDGES.get(scoring.refusal_judge)
+
+
+# ---- the run ------------------------------------------------------------------------------------
+ProgressFactory = Callable[[int, str], Any]
+
+
+def run_eval(
+    req: EvalRequest | None = None,
+    *,
+    store: RunStore,
+    resume: str | None = None,
+    run_id: str | None = None,
+    progress: bool = True,
+    on_start: Callable[[str], None] | None = None,
+) -> Run:
+    """Evaluate (or resume) a run and publish it to the store; returns the complete Run."""
+    import pandas as pd
+    from tqdm import tqdm
+
+    from workbench.eval.models import load_model, parse_spec
+
+    _quiet_lm_eval()
+    t0 = time.time()
+    if resume:
+        partial = store.open_partial(resume)
+        req = EvalRequest(**partial.manifest["request"])
+    elif req is None:
+        raise WorkbenchError("nothing to run")
+    parse_spec(req.model)  # fail fast on an unknown spec, before any data work
+    scoring = settings.Scoring.from_dict(partial.manifest.get("scoring") or {}) if resume else req.scoring()
+    _check_scoring(scoring)
+    planned = plan_tasks(req)
+
+    if resume:
+        recorded = partial.manifest["tasks"]
+        for built, _ in planned:
+            rec = recorded.get(built.spec.name)
+            if rec is None or [asdict(f) for f in built.files] != rec["data"] or rec["prompt_hash"] != built.prompt_hash:
+                raise StoreError(f"cannot resume {resume}: task {built.spec.name}'s data or prompt changed since it started")
+        doc_plan = {name: rec["doc_ids"] for name, rec in recorded.items()}
+    else:
+        doc_plan = {built.spec.name: ids for built, ids in planned}
+
+    t_load = time.time()
+    lm = load_model(req.model, dtype=req.dtype, batch_size=req.batch_size)
+    load_s = time.time() - t_load
+    try:
+        if not resume:
+            manifest = {
+                "created": utc_now(),
+                "request": asdict(req),
+                "model": lm.info.to_dict(),
+                "tasks": {b.spec.name: _task_manifest(b, ids, req.chunk_size, uses_chat_template(b, lm), scoring)
+                          for b, ids in planned},
+                "scoring": scoring.to_dict(),
+                "suite": req.suite,
+                "limit": req.limit,
+                "seed": req.seed,
+                "data_dir": str(settings.data_dir(req.data_dir)),
+                "packages": package_versions(_PACKAGES),
+                "git_commit": git_commit(),
+                "hardware": hardware(),
+            }
+            partial = store.create(run_id or new_run_id(req.model), manifest)
+        elif lm.info.sha256 != partial.manifest["model"]["sha256"]:
+            raise StoreError(f"cannot resume {resume}: the model's weights changed since it started")
+        if on_start:
+            on_start(partial.run_id)
+        done = partial.finished_chunks()
+        timings = partial.manifest.setdefault("timings", {"tasks": {}})
+        timings.setdefault("model_load_s", []).append(round(load_s, 3))
+        total = sum(len(ids) for ids in doc_plan.values())
+        already = sum(len(r) for r in done.values())
+        bar = tqdm(total=total, initial=already, desc="eval", unit="doc", disable=not progress, dynamic_ncols=True)
+        for built, _ in planned:
+            name = built.spec.name
+            ids = doc_plan[name]
+            chunks = [list(range(i, min(i + req.chunk_size, len(ids)))) for i in range(0, len(ids), req.chunk_size)]
+            todo = [k for k in range(len(chunks)) if (name, k) not in done]
+            if not todo:
+                continue
+            bar.set_description(f"eval {name}")
+            t_task = time.time()
+            # All of a task's prompts are built up front, as lm-eval does, so few-shot draws do not
+            # depend on chunking or on where a run was interrupted.
+            with _tqdm_off():
+                built.task.build_all_requests(samples=ids, rank=0, world_size=1, **_chat_kwargs(built, lm))
+            by_pos: dict[int, list] = {}
+            for inst in built.task.instances:
+                by_pos.setdefault(inst.doc_id, []).append(inst)
+            gen = timings.setdefault("generation", {}).get(name, {})
+            for k in todo:
+                with settings.using_scoring(scoring):
+                    rows = evaluate_chunk(lm, built.task, by_pos, chunks[k], ids, gen_stats=gen)
+                partial.append_chunk(name, k, rows)
+                bar.update(len(rows))
+            timings["tasks"][name] = round(timings["tasks"].get(name, 0.0) + time.time() - t_task, 3)
+            if gen:
+                if gen.get("tokens") and gen["seconds"] > 0:
+                    gen["tokens_per_s"] = round(gen["tokens"] / gen["seconds"], 2)
+                timings["generation"][name] = gen
+            partial.save_manifest()
+        bar.close()
+    finally:
+        lm.close()
+
+    done = partial.finished_chunks()
+    rows = []
+    for built, _ in planned:
+        name = built.spec.name
+        n_chunks = partial.manifest["tasks"][name]["n_chunks"]
+        for k in range(n_chunks):
+            if (name, k) not in done:
+                raise StoreError(f"run {partial.run_id} is missing chunk {k} of {name}; resume it")
+            for row in done[(name, k)]:
+                rows.append({"task": name, "group": built.spec.group, "subset": built.spec.subset, **row})
+    df = pd.DataFrame(rows)
+    metrics = compute_metrics(df, partial.manifest, req.seed)
+    timings["total_s"] = round(timings.get("total_s", 0.0) + time.time() - t0, 3)
+    partial.manifest["finished"] = utc_now()
+    partial.manifest["n_samples"] = len(df)
+    return store.publish(partial, df, metrics)

@@ -1,0 +1,1 @@
+"""Running untrusted code: the parent side (`runner`) and the locked-down child (`child`)."""
