@@ -1,12 +1,23 @@
 """Probes: planted signal is found, random labels are not; layer picked on validation; text baseline."""
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from workbench.interp.errors import InterpError
-from workbench.interp.probe import activations, probe, select_layer, split, split3, text_baseline, train_probes
+from workbench.interp.probe import (
+    _positive_floats,
+    activations,
+    probe,
+    select_layer,
+    split,
+    split3,
+    text_baseline,
+    train_probes,
+)
 from workbench.interp.probe_data import available, load_dataset
 
 
@@ -23,6 +34,12 @@ def test_planted_direction_found_and_control_at_chance():
     assert table.loc[0, "ci95_low"] < table.loc[0, "accuracy"] < table.loc[0, "ci95_high"]
     assert np.argmax(np.abs(w[1])) == 0 and w.shape == (2, d)
     assert (table["n_train"] + table["n_val"] + table["n_test"] == n).all()
+
+
+def test_c_grid_flag_takes_positive_numbers():
+    assert _positive_floats("0.01, 1,10") == [0.01, 1.0, 10.0]
+    with pytest.raises(argparse.ArgumentTypeError, match="must be in"):
+        _positive_floats("0.1,-1")
 
 
 def test_layer_is_selected_on_validation_not_test():
