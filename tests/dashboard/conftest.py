@@ -152,7 +152,7 @@ def dash_env(tmp_path_factory, tiny_model_dir, fixture_mirror) -> DashEnv:
     row = a[a["task"] == "arc_easy"].iloc[0]
     src = from_run("run-a", str(row["doc_id"]), task="arc_easy", store=store.root)
     ids = {
-        "attention": artifacts.save(analyze(model, src.prompt[-200:], seq_len=8, n_seqs=2, source=src.link()), arts),
+        "attention": artifacts.save(analyze(model, src.prompt[-200:], seq_lens=[8], n_seqs=2, source=src.link()), arts),
         "logit_lens": artifacts.save(lens(model, f"{XSS} The quick brown fox", k=3, target=top_token,
                                           positions=[0, -1], source=src.link()), arts),
         "attribution": artifacts.save(attribute(model, "The quick brown fox jumps", " the", n_steps=16,
