@@ -32,7 +32,7 @@ CASES = [
     ("target-several-tokens", ["logit-lens", "--prompt", PROMPT, "--target", "quick brown"], ["not a single token"]),
     ("prompt-empty", ["logit-lens", "--prompt", ""], ["a prompt is needed"]),
     ("prompt-too-long", ["attention", "--prompt", PROMPT, "--seq-len", "100000", "--n-seqs", "1"],
-     ["prompt has 200001 tokens", "at most 4096"]),
+     ["sequences of 200001 tokens", "at most 4096"]),
     ("attention-layer-past-the-end", ["attention", "--prompt", PROMPT, "--layers", "99", "--seq-len", "4"],
      ["layers [99] out of range"]),
     ("patching-lengths-differ", ["patching", "--prompt", PROMPT, "--corrupt", "The", "--answer", " fox", "--wrong", "The"],
