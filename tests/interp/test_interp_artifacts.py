@@ -12,9 +12,10 @@ from workbench.interp.errors import ArtifactError
 
 
 def test_attention_artifact_round_trip(tiny_hooked, artifacts_root):
-    from workbench.interp.attention import AttentionResult, analyze
+    from workbench.interp import attention
+    from workbench.interp.attention import AttentionResult
 
-    res = analyze(tiny_hooked, "The quick brown fox", seq_lens=[8], n_seqs=2,
+    res = attention.run(tiny_hooked, "The quick brown fox", seq_lens=[8], n_seqs=2,
                   source={"run_id": "r1", "task": "t", "doc_id": "3", "store": "/x"})
     aid = artifacts.save(res)
     path = artifacts_root / aid
@@ -75,25 +76,23 @@ def _strip(path, data_fields=(), tables=(), columns=None):
 
 
 def test_artifacts_saved_before_the_validated_defaults_still_load(tiny_hooked, artifacts_root):
-    from workbench.interp.attention import analyze
-    from workbench.interp.attribute import attribute
-    from workbench.interp.probe import probe
+    from workbench.interp import attention, attribution, probe
     from workbench.interp.probe_data import ProbeDataset
 
-    att = artifacts.save(analyze(tiny_hooked, "The quick brown fox", seq_lens=[6], n_seqs=2, n_seeds=2))
+    att = artifacts.save(attention.run(tiny_hooked, "The quick brown fox", seq_lens=[6], n_seqs=2, n_seeds=2))
     _strip(artifacts_root / att, ["unstable_heads"], ["by_setting"],
            {"head_scores": [c for c in artifacts.load(att).head_scores.columns if c.endswith(("_std", "_min", "_max"))]})
     old = artifacts.load(att)
     assert old.by_setting is None and old.unstable_heads == [] and "induction heads" in old.summary()
 
-    ig = artifacts.save(attribute(tiny_hooked, "The quick brown fox jumps", " the", n_steps=16))
+    ig = artifacts.save(attribution.run(tiny_hooked, "The quick brown fox jumps", " the", n_steps=16))
     _strip(artifacts_root / ig, ["n_steps", "tolerance", "tries"])
     old = artifacts.load(ig)
     assert old.n_steps is None and old.tries == [] and "completeness error" in old.summary()
 
     rng = np.random.default_rng(0)
     ds = ProbeDataset("toy", [f"It was {rng.integers(1000)}" for _ in range(60)], np.arange(60) % 2, np.arange(60))
-    pr = artifacts.save(probe(tiny_hooked, ds))
+    pr = artifacts.save(probe.run(tiny_hooked, ds))
     _strip(artifacts_root / pr, ["selection", "text_baseline"], columns={"by_layer": ["C", "val_accuracy", "n_val"]})
     old = artifacts.load(pr)
     assert old.selection == "test" and old.text_baseline is None

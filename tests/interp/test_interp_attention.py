@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from workbench.interp import attention
 from workbench.interp.attention import (
-    analyze,
     classify_induction,
     repeated_random_tokens,
     score_heads,
@@ -59,7 +59,7 @@ def test_repeated_tokens_and_analyze(tiny_hooked):
     assert toks.shape == (3, prefix + 12)
     assert (toks[:, prefix:prefix + 6] == toks[:, prefix + 6:]).all()
     assert not set(toks[:, prefix:].flatten().tolist()) & set(tiny_hooked.tokenizer.all_special_ids)
-    res = analyze(tiny_hooked, "The quick brown fox", seq_lens=[6, 8], n_seqs=2, n_seeds=2, layers=[1])
+    res = attention.run(tiny_hooked, "The quick brown fox", seq_lens=[6, 8], n_seqs=2, n_seeds=2, layers=[1])
     T = tiny_hooked.tokenize("The quick brown fox").shape[-1]
     assert res.patterns.shape == (1, tiny_hooked.n_heads, T, T) and res.layers == [1]
     np.testing.assert_allclose(res.patterns.sum(-1), 1.0, atol=1e-5)
@@ -75,16 +75,16 @@ def test_repeated_tokens_and_analyze(tiny_hooked):
 
 def test_bad_settings(tiny_hooked):
     with pytest.raises(InterpError, match="sequence lengths >= 2"):
-        analyze(tiny_hooked, "The quick", seq_lens=[1])
+        attention.run(tiny_hooked, "The quick", seq_lens=[1])
     with pytest.raises(InterpError, match="takes at most"):
-        analyze(tiny_hooked, "The quick", seq_lens=[tiny_hooked.n_ctx])
+        attention.run(tiny_hooked, "The quick", seq_lens=[tiny_hooked.n_ctx])
 
 
 @pytest.mark.slow
 def test_smollm2_named_induction_heads_do_not_depend_on_the_seed(smol_hooked):
     named = []
     for seed in (0, 1):
-        res = analyze(smol_hooked, "The cat sat", layers=[0], seed=seed)
+        res = attention.run(smol_hooked, "The cat sat", layers=[0], seed=seed)
         print(f"SmolLM2 seed {seed}:", res.summary().replace("\n", " | "))
         named.append({(l, h) for l, h, _ in res.induction_heads})
     assert named[0] and named[0] == named[1]

@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from workbench.interp import probe
 from workbench.interp.errors import InterpError
 from workbench.interp.probe import (
     _positive_floats,
     activations,
-    probe,
     select_layer,
     split,
     split3,
@@ -96,7 +96,7 @@ def test_padded_batches_equal_single_prompts(tiny_hooked):
 
 
 def test_probe_end_to_end_on_tiny(tiny_hooked, real_data_dir):
-    res = probe(tiny_hooked, "sentiment_synthetic", data_dir=real_data_dir)
+    res = probe.run(tiny_hooked, "sentiment_synthetic", data_dir=real_data_dir)
     by = res.by_layer
     assert list(by["layer"]) == list(range(tiny_hooked.n_layers))
     assert np.allclose(by["selectivity"], by["accuracy"] - by["control_accuracy"])
@@ -106,12 +106,12 @@ def test_probe_end_to_end_on_tiny(tiny_hooked, real_data_dir):
     assert len(split_["test"]) == by.loc[0, "n_test"] == res.text_baseline["n_test"]
     assert "text-only baseline" in res.summary()
     with pytest.raises(InterpError, match="C values must be positive"):
-        probe(tiny_hooked, "sentiment_synthetic", C=[0.0], data_dir=real_data_dir)
+        probe.run(tiny_hooked, "sentiment_synthetic", C=[0.0], data_dir=real_data_dir)
 
 
 @pytest.mark.slow
 def test_smollm2_truthfulqa_probe_against_text_baseline(smol_hooked, real_data_dir):
-    res = probe(smol_hooked, "truthfulqa", data_dir=real_data_dir)
+    res = probe.run(smol_hooked, "truthfulqa", data_dir=real_data_dir)
     print(res.summary())
     best = res.by_layer.set_index("layer").loc[res.best_layer]
     assert best.val_accuracy == res.by_layer["val_accuracy"].max()

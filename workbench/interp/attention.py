@@ -25,7 +25,7 @@ import torch
 from workbench.argtypes import int_at_least, ints, rng_seed
 from workbench.interp.artifacts import Meta, make_meta, register_kind
 from workbench.interp.errors import InterpError
-from workbench.interp.hooks import HookedModel
+from workbench.interp.hooks import HookedModel, act_name
 from workbench.interp.tools import Tool, arg, register_tool
 
 INDUCTION_THRESHOLD = 0.5
@@ -73,7 +73,7 @@ class AttentionResult:
 
 
 def pattern_names(layers: list[int]) -> list[str]:
-    return [f"blocks.{l}.attn.hook_pattern" for l in layers]
+    return [act_name("pattern", l) for l in layers]
 
 
 @torch.no_grad()
@@ -164,7 +164,7 @@ def classify_induction(scores: pd.DataFrame, threshold: float = INDUCTION_THRESH
     return stable, unstable
 
 
-def analyze(model: HookedModel, prompt: str, *, layers: list[int] | None = None,
+def run(model: HookedModel, prompt: str, *, layers: list[int] | None = None,
             seq_lens: Sequence[int] = SEQ_LENS, n_seqs: int = N_SEQS, n_seeds: int = N_SEEDS, seed: int = 0,
             threshold: float = INDUCTION_THRESHOLD, source: dict[str, Any] | None = None) -> AttentionResult:
     """Patterns on `prompt` for `layers` (default all) and every head's scores over lengths x seeds."""
@@ -187,7 +187,7 @@ def analyze(model: HookedModel, prompt: str, *, layers: list[int] | None = None,
 
 
 TOOL = register_tool(Tool(
-    name="attention", run=analyze,
+    name="attention", run=run,
     help="attention patterns per layer and head on the prompt, and head scores (previous-token, induction, "
          "duplicate-token) for every head on repeated random tokens at several lengths x seeds, with their spread; "
          "induction heads are named only when above the threshold at every setting",

@@ -16,7 +16,7 @@ import torch
 from workbench.argtypes import int_at_least, ints
 from workbench.interp.artifacts import Meta, make_meta, register_kind
 from workbench.interp.errors import InterpError
-from workbench.interp.hooks import HookedModel, resid_name
+from workbench.interp.hooks import HookedModel, act_name, resid_name
 from workbench.interp.tools import Tool, arg, register_tool, single_token_or_none
 
 
@@ -50,7 +50,7 @@ def layer_logits(model: HookedModel, tokens: torch.Tensor, positions: list[int])
     return model.unembed(resid).float()
 
 
-def lens(model: HookedModel, prompt: str, *, k: int = 10, positions: list[int] | None = None,
+def run(model: HookedModel, prompt: str, *, k: int = 10, positions: list[int] | None = None,
          target: str | None = None, source: dict[str, Any] | None = None) -> LogitLensResult:
     """Top-`k` tokens per layer at `positions` (default: the last), and the target token's rank/prob."""
     tokens = model.tokenize(prompt)
@@ -79,14 +79,14 @@ def lens(model: HookedModel, prompt: str, *, k: int = 10, positions: list[int] |
         t_prob = probs[..., target_id].numpy().astype(np.float32)
         t_rank = (logits > logits[..., target_id:target_id + 1]).sum(-1).numpy().astype(np.int64)
     meta = make_meta("logit_lens", model, [prompt], tokens,
-                     {"k": k, "positions": positions, "target": target, "site": "blocks.{l}.hook_resid_post",
+                     {"k": k, "positions": positions, "target": target, "site": act_name("resid_post", "{l}"),
                       "norm": "model final norm + unembed, recomputed"}, source)
     return LogitLensResult(meta=meta, positions=positions, top=pd.DataFrame(rows), target=target,
                            target_id=target_id, target_prob=t_prob, target_rank=t_rank)
 
 
 TOOL = register_tool(Tool(
-    name="logit_lens", run=lens,
+    name="logit_lens", run=run,
     help="per-layer top-k next tokens: each layer's residual stream through the model's own final norm and "
          "unembedding; with --target, that token's probability and rank by layer",
     args=(arg("-k", type=int_at_least(1), default=10, help="tokens kept per layer and position (default 10)"),

@@ -25,7 +25,7 @@ from workbench.analysis.stats import clustered_estimate
 from workbench.argtypes import float_in, int_at_least, path, rng_seed
 from workbench.interp.artifacts import Meta, make_meta, register_kind
 from workbench.interp.errors import InterpError
-from workbench.interp.hooks import HookedModel, resid_name
+from workbench.interp.hooks import HookedModel, act_name, resid_name
 from workbench.interp.probe_data import ProbeDataset, load_dataset
 from workbench.interp.tools import Tool, arg, register_tool
 from workbench.settings import DATA_HELP
@@ -194,7 +194,7 @@ def text_baseline(texts: Sequence[str], labels: np.ndarray, groups: np.ndarray, 
             "ci95_low": est.ci95_low, "ci95_high": est.ci95_high, "stderr": est.stderr, "n_test": len(test)}
 
 
-def probe(model: HookedModel, dataset: str | ProbeDataset, *, pool: str = "last", val_size: float = 0.2,
+def run(model: HookedModel, dataset: str | ProbeDataset, *, pool: str = "last", val_size: float = 0.2,
           test_size: float = 0.3, C: Sequence[float] = PROBE_C, seed: int = 0, batch_size: int = 16,
           data_dir: str | os.PathLike | None = None, source: dict[str, Any] | None = None) -> ProbeResult:
     """Per-layer probes on `dataset`; the layer is picked on validation and reported on test beside the baselines."""
@@ -209,7 +209,7 @@ def probe(model: HookedModel, dataset: str | ProbeDataset, *, pool: str = "last"
     meta = make_meta("probe", model, ds.texts, [], {"dataset": ds.name, "declaration": ds.spec, "pool": pool,
                                                    "val_size": val_size, "test_size": test_size, "C": C,
                                                    "text_C": list(TEXT_C), "seed": seed,
-                                                   "site": "blocks.{l}.hook_resid_post", "labels": ds.labels.tolist(),
+                                                   "site": act_name("resid_post", "{l}"), "labels": ds.labels.tolist(),
                                                    "split": {k: v.tolist() for k, v in zip(("train", "val", "test"), splits)},
                                                    "selection": "layer and C by validation accuracy",
                                                    "control": "labels randomly permuted (seeded)"}, source)
@@ -224,7 +224,7 @@ def _positive_floats(value: str) -> list[float]:
 
 
 TOOL = register_tool(Tool(
-    name="probe", run=probe, prompt="none",
+    name="probe", run=run, prompt="none",
     help="linear probes per layer on a labelled dataset declared in probes/*.yaml: layer and C picked on a validation "
          "split, test accuracy with 95% CI, a random-label control (selectivity) and a text-only bag-of-words "
          "baseline on the same splits",

@@ -91,7 +91,7 @@ def step_schedule(n_steps: int, max_steps: int) -> list[int]:
     return out
 
 
-def attribute(model: HookedModel, prompt: str, target: str, *, objective: str = "logprob",
+def run(model: HookedModel, prompt: str, target: str, *, objective: str = "logprob",
               n_steps: int = START_STEPS, max_steps: int = MAX_STEPS, tolerance: float = TOLERANCE,
               internal_batch_size: int = 16, baseline_token: str | None = None,
               source: dict[str, Any] | None = None) -> AttributionResult:
@@ -162,7 +162,7 @@ def _target(explicit: str | None, sample: Any) -> str:
 
 
 TOOL = register_tool(Tool(
-    name="attribution", run=attribute, aliases=("attribute",),
+    name="attribution", run=run, aliases=("attribute",),
     help="Integrated Gradients (Captum, on the input embeddings, position 0 kept in the baseline; steps doubled until "
          "completeness holds within the tolerance, else an error) and gradient x input for one target next token",
     args=(arg("--target", help="target token text (default: the sample's target text)"),
