@@ -9,9 +9,9 @@ import pytest
 from dash import dcc, html
 
 from workbench.analysis.compare import answer_text, compare_runs
+from workbench.analysis.text import one_line
 from workbench.dashboard import pages
 from workbench.dashboard.data import filter_samples, flip_states, leaderboard, sample_detail, sample_rows
-from workbench.dashboard.text import one_line
 from workbench.interp import artifacts
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.analysis.compare import Comparison, PairedRow, headline_scopes, model_label
+from workbench.analysis.figures import forest, paired_rows
 from workbench.errors import WorkbenchError, describe_os_error
 from workbench.store.samples import fmt
 
@@ -179,26 +180,8 @@ def _leaderboard_figure(c: Comparison):
 
 
 def _forest_figure(c: Comparison, alpha: float):
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
-    rows = [p for p in c.paired if p.primary and p.stats.n > 0]
-    for cand in dict.fromkeys(p.candidate for p in rows):
-        part = [p for p in rows if p.candidate == cand]
-        labels = [(f"[{p.scope.name}]" if p.scope.kind == "group" else p.scope.name) for p in part]
-        fig.add_scatter(
-            name=cand, x=[p.stats.delta for p in part], y=labels, mode="markers",
-            marker=dict(size=9, symbol=["diamond" if p.scope.kind == "group" else "circle" for p in part],
-                        color=["#c0392b" if _mark(p, alpha) else "#34495e" for p in part]),
-            error_x=dict(type="data", symmetric=False, array=[p.stats.ci95_high - p.stats.delta for p in part],
-                         arrayminus=[p.stats.delta - p.stats.ci95_low for p in part]),
-            customdata=[[p.stats.n, p.p_adjusted, p.metric] for p in part],
-            hovertemplate="%{y}: Δ=%{x:.3f}<br>n=%{customdata[0]}, p_adj=%{customdata[1]:.3g} (%{customdata[2]})<extra></extra>",
-        )
-    fig.add_vline(x=0, line_dash="dash", line_color="#888")
-    fig.update_layout(xaxis_title="Δ candidate − baseline (paired bootstrap 95% CI)", height=max(300, 28 * len(rows) + 120),
-                      margin=dict(t=30), yaxis=dict(autorange="reversed"), legend=dict(orientation="h", y=-0.15))
-    return fig
+    """The dashboard's forest plot: headline rows, each candidate in its own colour and offset."""
+    return forest([r for r in paired_rows(c, alpha) if not r["subject"]])
 
 
 def to_html(c: Comparison, *, alpha: float = 0.05) -> str:

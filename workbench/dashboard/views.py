@@ -12,8 +12,8 @@ from urllib.parse import quote
 import numpy as np
 from dash import dcc, html
 
+from workbench.analysis.text import as_text, clip, neutralize_bidi
 from workbench.dashboard import figures as F
-from workbench.dashboard.text import as_text, clip, neutralize_bidi
 from workbench.registry import Registry
 
 View = Callable[[Any], list]
