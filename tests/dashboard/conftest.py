@@ -38,6 +38,8 @@ def dash_env(tmp_path_factory, tiny_model_dir, fixture_mirror) -> DashEnv:
     from workbench.interp import artifacts
     from workbench.interp.attention import analyze
     from workbench.interp.attribute import attribute
+    from workbench.interp.circuit import circuit
+    from workbench.interp.circuit_tasks import Example, TaskData
     from workbench.interp.drift import compare, variant_of
     from workbench.interp.hooks import load_hooked
     from workbench.interp.logit_lens import lens
@@ -45,6 +47,7 @@ def dash_env(tmp_path_factory, tiny_model_dir, fixture_mirror) -> DashEnv:
     from workbench.interp.probe import probe
     from workbench.interp.probe_data import ProbeDataset
     from workbench.interp.sources import from_run
+    from workbench.interp.trace import Fact, trace
     from workbench.store import RunStore
 
     root = tmp_path_factory.mktemp("dash")
@@ -77,6 +80,14 @@ def dash_env(tmp_path_factory, tiny_model_dir, fixture_mirror) -> DashEnv:
                                          wrong=" a"), arts),
         "drift": artifacts.save(compare(model, variant_of(model, "int8-dynamic"), ["The quick brown fox jumps."]), arts),
     }
+    ids["trace"] = artifacts.save(trace(model, [Fact(f"{XSS} The heart pumps blood", "heart", " the"),
+                                                Fact("The quick brown fox", "quick brown", " the")],
+                                         samples=2, window=1), arts)
+    pairs = (("The heart pumps blood", "The lung pumps blood"), ("The quick brown fox", "The quick brown dog"),
+             ("The fox jumps over", "The dog jumps over"))
+    tid = (model.single_token(" the"), model.single_token(" a"))
+    task = TaskData("tiny", "logit_diff", [Example(c, k, " the", " a", tid, (1.0, -1.0)) for c, k in pairs])
+    ids["circuit"] = artifacts.save(circuit(model, task, methods=["eap", "eap-ig"], ig_steps=2, exact_sample=6), arts)
     rng = np.random.default_rng(0)
     words = ["good", "bad", "fine", "awful", "great", "poor"]
     texts = [f"It was {words[i % 6]} and {words[(i * 5) % 6]} {rng.integers(100)}" for i in range(40)]

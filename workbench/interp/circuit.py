@@ -16,6 +16,7 @@ examples. The graph, the patched forward and the gradients are `workbench.interp
 """
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from workbench.interp.hooks import HookedModel
 from workbench.interp.tools import Tool, arg, register_tool
 
 THRESHOLD = 0.8
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -326,6 +328,7 @@ def circuit(model: HookedModel, task: str | TaskData = "ioi", *, n: int = 20, me
         t = time.perf_counter()
         scores[m] = METHODS[m](patcher, batches, ig_steps)
         timings[f"{m}_s"] = time.perf_counter() - t
+        log.info("scored %d edges with %s (%.0f s)", n_edges, m, timings[f"{m}_s"])
     table = edge_table(g, scores)
 
     def faith(value: float) -> float:
@@ -343,6 +346,7 @@ def circuit(model: HookedModel, task: str | TaskData = "ioi", *, n: int = 20, me
             rows.append({"method": m, "k": k, "edges_on_path": int(on_path(g, top_k(g, scores[m], k)).sum()),
                          "metric": f * (clean_m - corrupt_m) + corrupt_m, "faithfulness": f, "sweep": k in ks})
         timings[f"{m}_faithfulness_s"] = time.perf_counter() - t
+        log.info("%s faithfulness at %d circuit sizes (%.0f s)", m, len(seen), timings[f"{m}_faithfulness_s"])
 
     corr: dict[str, dict[str, float]] = {}
     if "exact" in methods:  # every edge has its exact score: correlate over all of them

@@ -20,6 +20,7 @@ token, further tokens, last token).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -44,6 +45,7 @@ SITES = {"state": "blocks.{layer}.hook_resid_post", "mlp": "blocks.{layer}.hook_
 ROLES = ("first subject", "middle subject", "last subject", "first subsequent", "further", "last")
 DATASETS = {"known_facts": "known_facts/known_1000.json"}
 EMBED_HOOK = "hook_embed"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -329,6 +331,7 @@ def trace(model: HookedModel, facts: Sequence[Fact] | None = None, *, dataset: s
         pool = load_facts(dataset, data_dir)
         prepared, table = screen(model, pool, limit=limit, min_prob=min_prob, seed=seed)
         tried, qualified = len(table), int(table["qualified"].sum())
+        log.info("%d of %d facts tried qualified; tracing %d", qualified, tried, len(prepared))
         sigma_from = [p for p in (_try_prepare(model, f) for f in pool) if p is not None]
         if not prepared:
             raise InterpError(f"none of the {tried} facts tried qualified for {model.spec} "
@@ -348,7 +351,10 @@ def trace(model: HookedModel, facts: Sequence[Fact] | None = None, *, dataset: s
     roles = {k: np.full((len(prepared), L, len(ROLES)), np.nan, dtype=np.float32) for k in kinds}
     rows = []
     for i, p in enumerate(prepared):
+        t = time.perf_counter()
         r = trace_fact(model, p, scale=scale, samples=samples, window=window, kinds=kinds, seed=seed, batch_size=batch_size)
+        log.info("traced %d/%d %r -> %r: clean %.3f, corrupted %.3f (%.0f s)", i + 1, len(prepared), p.fact.subject,
+                 p.fact.target, r["clean_prob"], r["corrupt_prob"], time.perf_counter() - t)
         n = p.tokens.shape[1]
         for k in kinds:
             grids[k][i, :, :n] = r["grids"][k]
