@@ -122,24 +122,7 @@ def taylor_terms(checkpoint, task, edges) -> list[float]:
             corrupt = torch.tensor([tok(ex.corrupt)["input_ids"]])
             diff = node(node_outputs(corrupt), up) - node(node_outputs(clean), up)
             t = torch.zeros((), requires_grad=True)
-            handles = []
-            if slot == "logits":
-                handles.append(hf.model.norm.register_forward_pre_hook(lambda m, i: (i[0] + t * diff,)))
-            elif slot[0] == "mlp":
-                handles.append(layers[slot[1]].post_attention_layernorm.register_forward_pre_hook(
-                    lambda m, i: (i[0] + t * diff,)))
-            else:
-                which, l, j = slot
-                layer, seen = layers[l], {}
-                handles.append(layer.input_layernorm.register_forward_pre_hook(lambda m, i: seen.__setitem__("x", i[0])))
-                proj = getattr(layer.self_attn, f"{which}_proj")
-                cols = slice(j * d_head, (j + 1) * d_head)
-
-                def swap(m, i, o, proj=proj, cols=cols, layer=layer):
-                    o = o.clone()
-                    o[..., cols] = layer.input_layernorm(seen["x"] + t * diff) @ proj.weight[cols].T
-                    return o
-                handles.append(proj.register_forward_hook(swap))
+            handles = _inject(layers, hf.model.norm, slot, t * diff, d_head)
             last = hf(clean).logits[0, -1]
             metric = sum(w * last[i] for i, w in zip(ex.ids, ex.weights))
             (grad,) = torch.autograd.grad(metric, t)
@@ -148,6 +131,28 @@ def taylor_terms(checkpoint, task, edges) -> list[float]:
                 h.remove()
         out.append(total / len(task.examples))
     return out
+
+
+def _inject(layers, final_norm, slot, delta, d_head):
+    """Torch hooks adding `delta` to one input: the final norm's, an MLP norm's, or one head's / KV head's q/k/v."""
+    def add(m, i, delta=delta):
+        return (i[0] + delta,)
+
+    if slot == "logits":
+        return [final_norm.register_forward_pre_hook(add)]
+    if slot[0] == "mlp":
+        return [layers[slot[1]].post_attention_layernorm.register_forward_pre_hook(add)]
+    which, l, j = slot
+    layer, seen = layers[l], {}
+    proj = getattr(layer.self_attn, f"{which}_proj")
+    cols = slice(j * d_head, (j + 1) * d_head)
+
+    def swap(m, i, o):
+        o = o.clone()
+        o[..., cols] = layer.input_layernorm(seen["x"] + delta) @ proj.weight[cols].T
+        return o
+    return [layer.input_layernorm.register_forward_pre_hook(lambda m, i: seen.__setitem__("x", i[0])),
+            proj.register_forward_hook(swap)]
 
 
 def _edge_index(g, up, slot):
