@@ -318,7 +318,7 @@ class TraceResult:
 
 
 def trace(model: HookedModel, facts: Sequence[Fact] | None = None, *, dataset: str | None = None,
-          limit: int | None = 20, min_prob: float | None = None, noise: str | float = "3sigma", samples: int = 10,
+          limit: int | None = 20, skip: int = 0, min_prob: float | None = None, noise: str | float = "3sigma", samples: int = 10,
           window: int = 10, kinds: Sequence[str] = ("state", "mlp", "attn"), seed: int = 0, batch_size: int = 128,
           data_dir: str | os.PathLike | None = None, source: dict[str, Any] | None = None) -> TraceResult:
     """Causal traces of `facts` (each target exactly one token), or of the qualifying facts of `dataset`."""
@@ -329,9 +329,10 @@ def trace(model: HookedModel, facts: Sequence[Fact] | None = None, *, dataset: s
     table = None
     if dataset is not None:
         pool = load_facts(dataset, data_dir)
-        prepared, table = screen(model, pool, limit=limit, min_prob=min_prob, seed=seed)
+        prepared, table = screen(model, pool, limit=None if limit is None else skip + limit, min_prob=min_prob, seed=seed)
+        prepared = prepared[skip:]
         tried, qualified = len(table), int(table["qualified"].sum())
-        log.info("%d of %d facts tried qualified; tracing %d", qualified, tried, len(prepared))
+        log.info("%d of %d facts tried qualified; tracing %d (from #%d)", qualified, tried, len(prepared), skip)
         sigma_from = [p for p in (_try_prepare(model, f) for f in pool) if p is not None]
         if not prepared:
             raise InterpError(f"none of the {tried} facts tried qualified for {model.spec} "
@@ -364,7 +365,7 @@ def trace(model: HookedModel, facts: Sequence[Fact] | None = None, *, dataset: s
                      "subject_end": p.end, "clean_prob": r["clean_prob"], "corrupt_prob": r["corrupt_prob"]})
     timings = {"screen_s": t_screen, "trace_s": time.perf_counter() - t0 - t_screen}
     meta = make_meta("trace", model, [p.fact.prompt for p in prepared], [p.tokens[0].tolist() for p in prepared],
-                     {"dataset": dataset, "limit": limit, "min_prob": min_prob, "noise": str(noise), "samples": samples,
+                     {"dataset": dataset, "limit": limit, "skip": skip, "min_prob": min_prob, "noise": str(noise), "samples": samples,
                       "window": window, "kinds": list(kinds), "seed": seed, "batch_size": batch_size,
                       "qualify": f"P >= {min_prob}" if min_prob is not None else "target's first token at rank 1",
                       "sites": {k: SITES[k] for k in kinds}, "noise_hook": EMBED_HOOK}, source)
@@ -396,7 +397,7 @@ def _noise_scale(noise: str | float, sigma: float) -> tuple[float, str]:
 
 def _from_cli(a: Any, p: Any, model: Any) -> dict[str, Any]:
     common = dict(noise=a.noise, samples=a.samples, window=a.window, kinds=a.kinds, seed=a.seed,
-                  batch_size=a.batch_size, limit=a.limit, min_prob=a.min_prob, data_dir=a.data_dir)
+                  batch_size=a.batch_size, limit=a.limit, skip=a.skip, min_prob=a.min_prob, data_dir=a.data_dir)
     if a.facts:
         if p.texts:
             raise InterpError("give either --facts or a prompt (--prompt / --run --sample), not both")
@@ -427,6 +428,8 @@ TOOL = register_tool(Tool(
           arg("--samples", type=int_at_least(1), default=10, help="noise samples per fact (default 10)"),
           arg("--window", type=int_at_least(1), default=10, help="layers restored together for mlp/attn (default 10)"),
           arg("--limit", type=int_at_least(1), default=20, help="facts to trace from a fact set (default 20)"),
+          arg("--skip", type=int_at_least(0), default=0,
+              help="skip the first N qualifying facts (shards of one screening order run in parallel)"),
           arg("--min-prob", type=float, help="qualify facts by P(target) >= this instead of rank 1"),
           arg("--kinds", type=csv, default=["state", "mlp", "attn"], help="state,mlp,attn (default all three)"),
           arg("--seed", type=int, default=0, help="screening order and noise seed (default 0)"),
