@@ -102,6 +102,10 @@ def test_fact_set_screening(tiny_hooked, tmp_path):
     r = T.trace(tiny_hooked, dataset=str(path), min_prob=0.0, limit=2, samples=2, kinds=("state",))
     assert r.tried == 3 and r.qualified == 3 and len(r.facts) == 2 and len(r.screen) == 3
     assert r.state.shape[0] == 2 and r.roles_state.shape == (2, tiny_hooked.n_layers, 6)
+    second = T.trace(tiny_hooked, dataset=str(path), min_prob=0.0, limit=1, skip=1, samples=2, kinds=("state",))
+    assert list(second.facts["prompt"]) == [r.facts["prompt"].iloc[1]]        # shards follow one screening order
+    np.testing.assert_array_equal(second.state[0, :, :int(second.facts["n_tokens"].iloc[0])],
+                                  r.state[1, :, :int(second.facts["n_tokens"].iloc[0])])
     with pytest.raises(InterpError, match="none of the 3 facts"):
         T.trace(tiny_hooked, dataset=str(path), min_prob=1.1, samples=2, kinds=("state",))
 
