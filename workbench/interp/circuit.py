@@ -269,13 +269,11 @@ class CircuitResult:
         if not prune or top.empty:
             return top
         g = Graph(self.graph["n_layers"], self.graph["n_heads"], self.graph["n_kv"])
+        u = torch.tensor(top["up_index"].to_numpy(dtype=np.int64))
+        s = torch.tensor(top["slot_index"].to_numpy(dtype=np.int64))
         kept = torch.zeros(g.n_up, g.n_slots, dtype=torch.bool)
-        kept[torch.as_tensor(top["up_index"].to_numpy(), dtype=torch.long),
-             torch.as_tensor(top["slot_index"].to_numpy(), dtype=torch.long)] = True
-        path = on_path(g, kept)
-        keep = path[torch.as_tensor(top["up_index"].to_numpy(), dtype=torch.long),
-                    torch.as_tensor(top["slot_index"].to_numpy(), dtype=torch.long)].numpy()
-        return top[keep]
+        kept[u, s] = True
+        return top[on_path(g, kept)[u, s].numpy()]
 
     def summary(self) -> str:
         lines = [f"task {self.task} (n={self.n}, metric {self.metric}): clean {self.clean_metric:.4f}, "

@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -292,8 +293,9 @@ class TraceResult:
     def average(self, kind: str) -> np.ndarray:
         """Mean indirect effect [layer, role] over facts (facts lacking a role are left out of its mean)."""
         g = np.asarray(getattr(self, f"roles_{kind}"), dtype=float)
-        with np.errstate(all="ignore"):
-            return np.nanmean(g, axis=0) if np.isfinite(g).any() else g[0]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a role no fact has stays NaN
+            return np.nanmean(g, axis=0)
 
     def peak(self, kind: str) -> tuple[int, str, float]:
         """(layer, role, effect) of the largest average indirect effect."""
