@@ -167,7 +167,8 @@ def test_smollm2_ioi_faithfulness_end_points(smol_hooked):
 def test_greater_than_task_on_smollm2(smol_hooked):
     data = load_task("greater_than", smol_hooked, 4, seed=0)
     ex = data.examples[0]
-    assert ex.clean.endswith(ex.clean.split()[-1]) and ex.corrupt.split()[-4].endswith("01")
+    start, century = ex.clean.split()[-5], ex.clean.split()[-1]
+    assert start.startswith(century) and ex.corrupt.split()[-5] == century + "01"
     tens = int(ex.answer.split()[-1])
     assert ex.weights[tens] == 0 and ex.weights[tens + 1] == 1 and ex.weights[tens - 1] == -1
     assert len(smol_hooked.tokenize(ex.clean)[0]) == len(smol_hooked.tokenize(ex.corrupt)[0])
