@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from workbench.analysis.compare import Comparison, PairedRow, headline_scopes, model_label
-from workbench.errors import WorkbenchError
+from workbench.errors import WorkbenchError, describe_os_error
 from workbench.store.samples import fmt
 
 SECTIONS = ("Runs", "Leaderboard", "Paired deltas per task", "Paired deltas per subject", "Forest plot",
@@ -218,17 +219,35 @@ def to_html(c: Comparison, *, alpha: float = 0.05) -> str:
         flips=flips, manifest_diff=_diff_table(c))
 
 
-def write_report(c: Comparison, out_dir: str | Path, *, alpha: float = 0.05) -> ReportPaths:
-    """Write <name>.html and <name>.md into out_dir (created if needed)."""
+def report_dir(out_dir: str | Path) -> Path:
+    """The report directory, created if needed; WorkbenchError now (before any comparison is computed) if
+    it cannot be written."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise WorkbenchError(f"--out {out} is a file; give a directory for the report")
-    name = report_name(c)
-    paths = ReportPaths(out / f"{name}.html", out / f"{name}.md")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        paths.html.write_text(to_html(c, alpha=alpha), encoding="utf-8")
-        paths.markdown.write_text(to_markdown(c, alpha=alpha), encoding="utf-8")
     except OSError as exc:
         raise WorkbenchError(f"cannot write the report into {out}: {exc.strerror or exc}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise WorkbenchError(f"cannot write the report into {out}: not writable")
+    return out
+
+
+def write_report(c: Comparison, out_dir: str | Path, *, alpha: float = 0.05) -> ReportPaths:
+    """Write <name>.html and <name>.md into out_dir (created if needed): both whole, or neither."""
+    out = report_dir(out_dir)
+    name = report_name(c)
+    paths = ReportPaths(out / f"{name}.html", out / f"{name}.md")
+    texts = {paths.html: to_html(c, alpha=alpha), paths.markdown: to_markdown(c, alpha=alpha)}
+    tmps = {path: path.with_name(f".{path.name}.tmp") for path in texts}
+    try:
+        for path, text in texts.items():
+            tmps[path].write_text(text, encoding="utf-8")
+        for path, tmp in tmps.items():
+            os.replace(tmp, path)
+    except OSError as exc:
+        for tmp in tmps.values():
+            tmp.unlink(missing_ok=True)
+        raise WorkbenchError(describe_os_error(exc, f"the report into {out}")) from None
     return paths

@@ -15,6 +15,7 @@ import torch
 
 from workbench.argtypes import int_at_least, ints
 from workbench.interp.artifacts import Meta, make_meta, register_kind
+from workbench.interp.errors import InterpError
 from workbench.interp.hooks import HookedModel, resid_name
 from workbench.interp.tools import Tool, arg, register_tool, single_token_or_none
 
@@ -54,6 +55,12 @@ def lens(model: HookedModel, prompt: str, *, k: int = 10, positions: list[int] |
     """Top-`k` tokens per layer at `positions` (default: the last), and the target token's rank/prob."""
     tokens = model.tokenize(prompt)
     n = tokens.shape[-1]
+    bad = [p for p in positions or [] if not -n <= p < n]
+    if bad:
+        raise InterpError(f"position(s) {', '.join(map(str, bad))} out of range: the prompt has {n} tokens "
+                          f"(positions 0..{n - 1}, or -{n}..-1 counting from the end)")
+    if not 1 <= k <= model.vocab_size:
+        raise InterpError(f"-k {k} is out of range: the vocabulary of {model.spec} has {model.vocab_size} tokens")
     positions = [n - 1] if positions is None else [p % n for p in positions]
     target_id = model.single_token(target) if target is not None else None
     logits = layer_logits(model, tokens, positions)
@@ -86,6 +93,7 @@ TOOL = register_tool(Tool(
           arg("--positions", type=ints, help="positions (default: last; negative counts from the end)"),
           arg("--target", help="also track this token's probability and rank (default: a sample's one-token gold)")),
     from_cli=lambda a, p, m: dict(prompt=p.text, k=a.k, positions=a.positions,
-                                  target=a.target or single_token_or_none(m, p.sample and p.sample.target_text)),
+                                  target=a.target if a.target is not None
+                                  else single_token_or_none(m, p.sample and p.sample.target_text)),
     from_sample=lambda s, m: dict(prompt=s.prompt, k=10, target=single_token_or_none(m, s.target_text)),
 ))
