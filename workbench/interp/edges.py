@@ -24,7 +24,7 @@ contribution to the stream is not its own: refused.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,9 +33,6 @@ import torch
 
 from workbench.interp.errors import InterpError
 from workbench.interp.hooks import HookedModel
-
-# (final-position logits [rows, vocab], row indices into the task's examples) -> metric per row [rows]
-RowMetric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -450,12 +447,4 @@ def edge_table(graph: Graph, scores: dict[str, torch.Tensor]) -> Any:
     return table
 
 
-def mask_from_edges(graph: Graph, up: Sequence[int], slot: Sequence[int]) -> torch.Tensor:
-    """[n_up, n_slots] bool with the given (upstream, slot) pairs set."""
-    m = torch.zeros(graph.n_up, graph.n_slots, dtype=torch.bool)
-    if len(up):
-        m[torch.as_tensor(up, dtype=torch.long), torch.as_tensor(slot, dtype=torch.long)] = True
-    return m
-
-
-__all__ = ["EdgePatcher", "Graph", "RowMetric", "check_supported", "edge_table", "mask_from_edges", "on_path"]
+__all__ = ["EdgePatcher", "Graph", "check_supported", "edge_table", "on_path"]
