@@ -24,7 +24,7 @@ import json, sys, tempfile, time, resource
 import workbench  # noqa: F401  (environment first)
 import torch
 from workbench.interp.hooks import load_hooked
-from workbench.interp.collect import collect, _shard_plans, _batches
+from workbench.interp.collect import _batches, _shard_plans, run
 from workbench.interp.corpus import text_corpus
 spec, layers, sites, budget, shard_tokens, batch_tokens = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -45,7 +45,7 @@ with torch.no_grad():
         m.hf(x)
 hf_s = time.perf_counter() - t0
 with tempfile.TemporaryDirectory() as tmp:
-    r = collect(m, layers=layers, sites=sites, tokens=budget, shard_tokens=shard_tokens, batch_tokens=batch_tokens,
+    r = run(m, layers=layers, sites=sites, tokens=budget, shard_tokens=shard_tokens, batch_tokens=batch_tokens,
                 activations=tmp, progress=False)
 print(json.dumps({"budget": budget, "tokens": r.n_tokens, "shards": r.n_shards, "collect_tokens_per_s": r.tokens_per_s,
                   "hf_forward_tokens_per_s": sum(len(d.ids) for d in docs) / hf_s,

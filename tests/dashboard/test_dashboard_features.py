@@ -26,13 +26,9 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, tiny_model_dir) -> Env:
-    from workbench.interp.collect import collect
-    from workbench.interp.features import explain_features
+    from workbench.interp import collect, features, neurons, sae, top_units
     from workbench.interp.hooks import load_hooked
-    from workbench.interp.neurons import explain_neurons
-    from workbench.interp.sae import train
     from workbench.interp.sources import from_run
-    from workbench.interp.top_units import top_units
     from workbench.store import RunStore
 
     root = tmp_path_factory.mktemp("dash-features")
@@ -40,20 +36,20 @@ def env(tmp_path_factory, tiny_model_dir) -> Env:
     text.write_text("\n\n".join([f"The heart pumps blood {XSS} number {i}. The quick brown fox jumps." for i in range(30)]))
     acts, arts = root / "acts", root / "arts"
     model = load_hooked(f"hf:{tiny_model_dir}")
-    c = collect(model, layers=[1], sites=["resid_post", "mlp_neurons"], corpus=str(text), split="all", tokens=2000,
+    c = collect.run(model, layers=[1], sites=["resid_post", "mlp_neurons"], corpus=str(text), split="all", tokens=2000,
                 shard_tokens=600, activations=acts, progress=False)
     ids = {"activations": artifacts.save(c, arts)}
-    ids["neurons"] = artifacts.save(explain_neurons(model, layer=1, corpus=c.corpus_id, top=4, activations=acts), arts)
-    ids["sae"] = artifacts.save(train(model, layer=1, corpus=c.corpus_id, expansion=2, k=4, epochs=2, batch_tokens=128,
+    ids["neurons"] = artifacts.save(neurons.run(model, layer=1, corpus=c.corpus_id, top=4, activations=acts), arts)
+    ids["sae"] = artifacts.save(sae.run(model, layer=1, corpus=c.corpus_id, expansion=2, k=4, epochs=2, batch_tokens=128,
                                       eval_tokens=0, activations=acts, progress=False), arts)
-    ids["features"] = artifacts.save(explain_features(model, sae=ids["sae"], top=4, artifacts=arts, activations=acts), arts)
+    ids["features"] = artifacts.save(features.run(model, sae=ids["sae"], top=4, artifacts=arts, activations=acts), arts)
     store = RunStore(root / "runs")
     run = store.create("run-1", {"model": {"spec": f"hf:{tiny_model_dir}"}, "tasks": {"toy": {}}})
     store.publish(run, pd.DataFrame({"task": ["toy"], "doc_id": [0], "prompt": ["Which organ pumps blood? The"],
                                      "target_text": [" heart"], "choices": [[" heart", " lung"]],
                                      "loglikelihoods": [[-1.0, -2.0]], "prediction": ["0"], "acc": [1.0]}), {"tasks": {}})
     src = from_run("run-1", "0", store=store.root)
-    ids["top_units"] = artifacts.save(top_units(model, src.prompt, layers=[1], saes=[ids["sae"]], answer=" heart",
+    ids["top_units"] = artifacts.save(top_units.run(model, src.prompt, layers=[1], saes=[ids["sae"]], answer=" heart",
                                                 artifacts=arts, source=src.link()), arts)
     return Env(store.root, arts, ids)
 

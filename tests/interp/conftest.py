@@ -43,18 +43,28 @@ def corpus_roots(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_corpus(tiny_hooked, real_data_dir, corpus_roots):
     """A corpus of the tiny model over the benchmark mirror: layers 0 and 1, residual stream and MLP neurons."""
-    from workbench.interp.collect import collect
+    from workbench.interp import collect
 
-    return collect(tiny_hooked, layers=[0, 1], sites=["resid_post", "mlp_neurons"], tokens=3000, shard_tokens=700,
+    return collect.run(tiny_hooked, layers=[0, 1], sites=["resid_post", "mlp_neurons"], tokens=3000, shard_tokens=700,
                    batch_tokens=512, max_len=64, data_dir=real_data_dir, activations=corpus_roots[0], progress=False)
 
 
 @pytest.fixture(scope="session")
 def tiny_sae(tiny_hooked, tiny_corpus, real_data_dir, corpus_roots):
     """A TopK SAE on the tiny corpus' layer-1 residual stream, saved as an artifact (id, result)."""
-    from workbench.interp import artifacts
-    from workbench.interp.sae import train
+    from workbench.interp import artifacts, sae
 
-    r = train(tiny_hooked, layer=1, corpus=tiny_corpus.corpus_id, expansion=4, k=8, epochs=3, batch_tokens=256,
+    r = sae.run(tiny_hooked, layer=1, corpus=tiny_corpus.corpus_id, expansion=4, k=8, epochs=3, batch_tokens=256,
               eval_tokens=400, activations=corpus_roots[0], data_dir=real_data_dir, progress=False)
     return artifacts.save(r, corpus_roots[1]), r
+# Clean/corrupted pairs of equal token length for the tiny model's tokenizer; " the" and " a" are single tokens.
+TINY_PAIRS = (("The heart pumps blood", "The lung pumps blood"), ("The quick brown fox", "The quick brown dog"),
+              ("The fox jumps over", "The dog jumps over"), ("The heart pumps the", "The lung pumps the"))
+
+
+@pytest.fixture(scope="session")
+def tiny_task(tiny_hooked):
+    from workbench.interp.circuit_tasks import Example, TaskData
+
+    ids = (tiny_hooked.single_token(" the"), tiny_hooked.single_token(" a"))
+    return TaskData("tiny", "logit_diff", [Example(c, k, " the", " a", ids, (1.0, -1.0)) for c, k in TINY_PAIRS])

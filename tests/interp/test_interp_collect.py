@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from workbench.cli import main
-from workbench.interp.collect import collect
+from workbench.interp import collect as C
 from workbench.store.activations import ActivationStore
 from workbench.store.publish import sha256_file
 
@@ -69,33 +69,33 @@ def test_shards_record_their_provenance(tiny_corpus, real_data_dir):
 def test_resuming_an_interrupted_collection_gives_the_same_shards(tiny_hooked, tmp_path, fixture_mirror):
     kw = dict(layers=[1], sites=["resid_post"], tokens=900, shard_tokens=200, batch_tokens=256, max_len=48,
               data_dir=fixture_mirror, progress=False)
-    whole = collect(tiny_hooked, activations=tmp_path / "a", **kw)
+    whole = C.run(tiny_hooked, activations=tmp_path / "a", **kw)
 
     def stop(index: int) -> None:
         if index == 1:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        collect(tiny_hooked, activations=tmp_path / "b", on_shard=stop, **kw)
+        C.run(tiny_hooked, activations=tmp_path / "b", on_shard=stop, **kw)
     (cid,) = [p.name for p in (tmp_path / "b").iterdir()]
     part = ActivationStore(tmp_path / "b").open(cid)
     assert not part.complete and len(part.shards()) == 2
     (part.path / ".shard-00002.safetensors.tmp").write_bytes(b"an interrupted write")
-    resumed = collect(tiny_hooked, activations=tmp_path / "b", resume=cid, **kw)
+    resumed = C.run(tiny_hooked, activations=tmp_path / "b", resume=cid, **kw)
     assert resumed.resumed_shards == 2 and resumed.n_shards == whole.n_shards >= 4
     a, b = ActivationStore(tmp_path / "a").open(whole.corpus_id), ActivationStore(tmp_path / "b").open(cid)
     assert [s["sha256"] for s in a.shards()] == [s["sha256"] for s in b.shards()]
     assert [s["docs"] for s in a.shards()] == [s["docs"] for s in b.shards()]
     assert not (b.path / ".shard-00002.safetensors.tmp").exists()
     with pytest.raises(Exception, match="already complete"):
-        collect(tiny_hooked, activations=tmp_path / "b", resume=cid, **kw)
+        C.run(tiny_hooked, activations=tmp_path / "b", resume=cid, **kw)
 
 
 def test_user_jsonl_corpus(tiny_hooked, tmp_path):
     f = tmp_path / "mine.jsonl"
     f.write_text("\n".join(json.dumps({"id": i, "text": f"The heart pumps blood number {i}."}) for i in range(5))
                  + "\n" + json.dumps({"text": "The heart pumps blood number 0."}) + "\n")
-    r = collect(tiny_hooked, layers=[0], corpus=str(f), split="all", tokens=10_000, activations=tmp_path / "a",
+    r = C.run(tiny_hooked, layers=[0], corpus=str(f), split="all", tokens=10_000, activations=tmp_path / "a",
                 progress=False)
     assert r.n_docs == 5  # the duplicate line is dropped
     rec = ActivationStore(tmp_path / "a").open(r.corpus_id).shards()[0]
@@ -139,7 +139,7 @@ def test_corrupt_shard_is_one_line_exit_2(tiny_model_dir, tmp_path, fixture_mirr
 
 @pytest.mark.slow
 def test_smollm2_collected_activations_equal_hf_hidden_states(smol_hooked, real_data_dir, tmp_path):
-    r = collect(smol_hooked, layers=[15], sites=["resid_post", "mlp_neurons"], tokens=300, shard_tokens=150,
+    r = C.run(smol_hooked, layers=[15], sites=["resid_post", "mlp_neurons"], tokens=300, shard_tokens=150,
                 data_dir=real_data_dir, activations=tmp_path, progress=False)
     c = _open(r)
     assert c.complete and r.n_tokens == 300 and r.n_shards >= 2

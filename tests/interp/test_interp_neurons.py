@@ -8,14 +8,14 @@ import pytest
 import torch
 
 from workbench.interp import artifacts
-from workbench.interp.neurons import explain_neurons
+from workbench.interp import neurons as N
 from workbench.store.activations import ActivationStore
 
 
 @pytest.fixture(scope="module")
 def neurons(tiny_hooked, tiny_corpus, corpus_roots):
-    r = explain_neurons(tiny_hooked, layer=1, corpus=tiny_corpus.corpus_id, top=5, window=4, bins=10,
-                        activations=corpus_roots[0])
+    r = N.run(tiny_hooked, layer=1, corpus=tiny_corpus.corpus_id, top=5, window=4, bins=10,
+              activations=corpus_roots[0])
     aid = artifacts.save(r, corpus_roots[1])
     return artifacts.load(aid, corpus_roots[1])
 

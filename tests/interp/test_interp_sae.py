@@ -9,7 +9,8 @@ import torch
 
 from workbench.cli import main
 from workbench.interp import artifacts
-from workbench.interp.sae import evaluate, heldout_batches, keep_rows, load_weights, sparsify, train
+from workbench.interp.sae import evaluate, heldout_batches, keep_rows, load_weights, sparsify
+from workbench.interp.sae import run as train
 from workbench.store.activations import ActivationStore
 
 
@@ -91,10 +92,10 @@ def test_trained_sae_is_seeded_beats_the_mean_and_is_stored_in_the_library_forma
 
 
 def test_feature_explanations_of_the_sae(tiny_sae, tiny_hooked, corpus_roots):
-    from workbench.interp.features import explain_features
+    from workbench.interp import features
 
     aid, r = tiny_sae
-    f = explain_features(tiny_hooked, sae=aid, top=3, window=3, artifacts=corpus_roots[1], activations=corpus_roots[0])
+    f = features.run(tiny_hooked, sae=aid, top=3, window=3, artifacts=corpus_roots[1], activations=corpus_roots[0])
     assert len(f.stats) == r.n_latents
     # each scanned token has exactly k latents in its top k (all positive after training), so densities sum to ~k
     assert f.stats["density"].sum() == pytest.approx(8.0, abs=0.05)

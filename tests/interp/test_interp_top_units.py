@@ -9,8 +9,8 @@ import pytest
 from workbench.analysis.stats import adjust_pvalues
 from workbench.cli import main
 from workbench.interp import artifacts
-from workbench.interp.failures import _fisher
-from workbench.interp.top_units import top_units
+from workbench.interp import top_units as TU
+from workbench.interp.failure_features import _fisher
 
 PROMPT = "Which organ pumps blood? The heart, the lung"
 
@@ -45,7 +45,7 @@ def _hf_grads(model, prompt: str, answer_id: int, layer: int):
 
 def test_neuron_and_feature_attribution_match_hf_gradients(tiny_hooked, tiny_sae, corpus_roots):
     aid, sae_r = tiny_sae
-    r = top_units(tiny_hooked, PROMPT, layers=[1], saes=[aid], answer=" heart", top=200, artifacts=corpus_roots[1])
+    r = TU.run(tiny_hooked, PROMPT, layers=[1], saes=[aid], answer=" heart", top=200, artifacts=corpus_roots[1])
     answer_id = tiny_hooked.tokenizer(" heart", add_special_tokens=False)["input_ids"][0]
     assert r.answer_id == answer_id and r.position == tiny_hooked.tokenize(PROMPT).shape[-1] - 1
     a, g, x, gx = _hf_grads(tiny_hooked, PROMPT, answer_id, 1)
@@ -121,10 +121,10 @@ def test_sample_tool_finds_the_models_saes(tiny_hooked, tiny_sae, corpus_roots, 
 def test_judge_explanations_with_a_real_tiny_model(tiny_model_dir, tiny_sae, tiny_hooked, corpus_roots):
     """The pipeline end to end with a real (random, hence useless) judge: scores are correlations, the
     control uses another feature's explanation."""
+    from workbench.interp import features
     from workbench.interp.explain import Judge, explain_units
-    from workbench.interp.features import explain_features
 
-    f = explain_features(tiny_hooked, sae=tiny_sae[0], top=4, window=3, artifacts=corpus_roots[1],
+    f = features.run(tiny_hooked, sae=tiny_sae[0], top=4, window=3, artifacts=corpus_roots[1],
                          activations=corpus_roots[0])
     units = f.stats[f.stats["n_fired"] > 0].sort_values("max", ascending=False)["unit"].head(2).tolist()
     judge = Judge(f"hf:{tiny_model_dir}")

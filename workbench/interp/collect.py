@@ -156,7 +156,7 @@ def _record(docs: list[_Doc], file_sha: Callable[[str], str]) -> dict[str, Any]:
             "sources": sources}
 
 
-def collect(model: HookedModel, *, layers: Sequence[int], sites: Sequence[str] = ("resid_post",),
+def run(model: HookedModel, *, layers: Sequence[int], sites: Sequence[str] = ("resid_post",),
             tokens: int = 200_000, corpus: str = "mirror", split: str = "train", max_len: int = 256,
             batch_tokens: int = 2048, shard_tokens: int = 16_384, data_dir: str | os.PathLike | None = None,
             activations: str | os.PathLike | None = None, resume: str | None = None, progress: bool = True,
@@ -288,7 +288,7 @@ def open_corpus(model: HookedModel, hook: str, corpus_id: str | None = None,
 
 
 TOOL = register_tool(Tool(
-    name="activations", cli="collect", run=collect, prompt="none",
+    name="activations", cli="collect", run=run, prompt="none",
     help="collect an activation corpus: stream text (default: the benchmark mirror) through the model and store "
          "activations at the given layers and sites, sharded float16 with token ids and (document, position) keys; "
          "resumable",

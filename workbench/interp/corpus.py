@@ -105,9 +105,9 @@ def _split_rows(corpus: TextCorpus, bench_name: str, split: str, subset: str | N
     if not (corpus.root / rel).is_file():
         corpus.missing.append(rel)
         return [], rel
-    rows, rec = read_split(bench, split, subset, corpus.root)
-    corpus.files[rec.path] = rec.sha256
-    return rows, rec.path
+    rows, recs = read_split(bench, split, subset, corpus.root)
+    corpus.files.update({rec.path: rec.sha256 for rec in recs})
+    return rows, recs[0].path
 
 
 def _lettered(question: str, choices: list[str], labels: list[str] | None = None) -> str:

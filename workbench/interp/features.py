@@ -61,7 +61,7 @@ class FeaturesResult:
         return "\n".join(lines)
 
 
-def explain_features(model: HookedModel, *, sae: str, corpus: str | None = None, top: int = 20, window: int = 12,
+def run(model: HookedModel, *, sae: str, corpus: str | None = None, top: int = 20, window: int = 12,
                      bins: int = 40, logit_k: int = 10, explain_with: str | None = None, explain: int = 5,
                      artifacts: str | os.PathLike | None = None, activations: str | os.PathLike | None = None,
                      source: dict[str, Any] | None = None) -> FeaturesResult:
@@ -95,7 +95,7 @@ def explain_features(model: HookedModel, *, sae: str, corpus: str | None = None,
 
 
 TOOL = register_tool(Tool(
-    name="features", run=explain_features, prompt="none",
+    name="features", run=run, prompt="none",
     help="explain every latent of a stored SAE from an activation corpus: top-activating contexts, histogram and "
          "density, the tokens it fires on most, the decoder direction's logit effect; optional judge explanations",
     args=(arg("--sae", required=True, help="the SAE's artifact id"),

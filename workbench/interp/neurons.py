@@ -52,7 +52,7 @@ class NeuronsResult:
                           f"{self.corpus_id}; the 5 with the largest activation:", *unit_summary(self, top)])
 
 
-def explain_neurons(model: HookedModel, *, layer: int, corpus: str | None = None, top: int = 20, window: int = 12,
+def run(model: HookedModel, *, layer: int, corpus: str | None = None, top: int = 20, window: int = 12,
                     bins: int = 40, logit_k: int = 10, skip_first: bool = True, explain_with: str | None = None,
                     explain: int = 5,
                     activations: str | os.PathLike | None = None,
@@ -84,7 +84,7 @@ def explain_neurons(model: HookedModel, *, layer: int, corpus: str | None = None
 
 
 TOOL = register_tool(Tool(
-    name="neurons", run=explain_neurons, prompt="none",
+    name="neurons", run=run, prompt="none",
     help="explain every MLP neuron of a layer from a stored activation corpus: top-activating contexts, histogram and "
          "density, the tokens it fires on most, and its direct logit effect",
     args=(arg("--layer", type=int, required=True, help="the layer"),

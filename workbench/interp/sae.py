@@ -407,7 +407,7 @@ def load_sae(artifact_id: str, root: str | os.PathLike | None = None, model: Hoo
     return r
 
 
-def train(model: HookedModel, *, layer: int, site: str = "resid_post", corpus: str | None = None, expansion: int = 8,
+def run(model: HookedModel, *, layer: int, site: str = "resid_post", corpus: str | None = None, expansion: int = 8,
           k: int = 32, tokens: int | None = None, epochs: int = 1, batch_tokens: int = 1024, seed: int = 0,
           lr: float | None = None, auxk_alpha: float = 0.0, eval_tokens: int = 4096, skip_first: bool = True,
           sink_factor: float = SINK_FACTOR,
@@ -464,7 +464,7 @@ def site_of(r: SaeResult) -> tuple[str, int]:
 
 
 TOOL = register_tool(Tool(
-    name="sae", cli="sae train", run=train, prompt="none",
+    name="sae", cli="sae train", run=run, prompt="none",
     help="train a TopK sparse autoencoder (EleutherAI sparsify) on a stored activation corpus, then evaluate it on "
          "held-out text: variance explained, L0, dead/dense latents, loss recovered with the SAE spliced in",
     args=(arg("--layer", type=int, required=True, help="the layer"),

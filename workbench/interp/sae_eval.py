@@ -35,7 +35,7 @@ class SaeEvalResult:
         return f"SAE {self.sae_id} at {self.site}\n" + describe_evaluation(self.metrics)
 
 
-def evaluate_sae(model: HookedModel, *, sae: str, tokens: int = 4096, corpus: str = "mirror", split: str | None = None,
+def run(model: HookedModel, *, sae: str, tokens: int = 4096, corpus: str = "mirror", split: str | None = None,
                  max_len: int = 256, artifacts: str | os.PathLike | None = None,
                  data_dir: str | os.PathLike | None = None, source: dict[str, Any] | None = None) -> SaeEvalResult:
     r = load_sae(sae, artifacts, model)
@@ -52,7 +52,7 @@ def evaluate_sae(model: HookedModel, *, sae: str, tokens: int = 4096, corpus: st
 
 
 TOOL = register_tool(Tool(
-    name="sae_eval", cli="sae eval", run=evaluate_sae, prompt="none",
+    name="sae_eval", cli="sae eval", run=run, prompt="none",
     help="evaluate a stored SAE on held-out text: variance explained, L0, dead/dense latents, and loss recovered with "
          "its reconstruction spliced into the forward pass (vs clean and zero-ablated)",
     args=(arg("--sae", required=True, help="the SAE's artifact id"),

@@ -69,7 +69,7 @@ def _top_tokens(ctx: Any, unit: int, n: int = 3) -> str:
     return ", ".join(repr(t) for t in toks)
 
 
-def top_units(model: HookedModel, prompt: str, *, layers: list[int] | None = None, saes: list[str] | None = None,
+def run(model: HookedModel, prompt: str, *, layers: list[int] | None = None, saes: list[str] | None = None,
               answer: str | None = None, top: int = 10, artifacts: str | os.PathLike | None = None,
               source: dict[str, Any] | None = None) -> TopUnitsResult:
     tokens = model.tokenize(prompt)
@@ -152,7 +152,7 @@ def _from_sample(s: Any, m: HookedModel, root: Path | None = None) -> dict[str, 
 
 
 TOOL = register_tool(Tool(
-    name="top_units", run=top_units, uses_artifacts=True,
+    name="top_units", run=run, uses_artifacts=True,
     help="the MLP neurons and SAE features most active at the answer position, with activation x gradient "
          "attribution to the chosen answer's logit, linked to their explanations",
     args=(arg("--layers", type=ints, help="layers whose MLP neurons to rank (default: the middle layer, or none with --sae)"),

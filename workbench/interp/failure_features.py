@@ -89,7 +89,7 @@ def groups(run: str, versus: str | None, task: str | None, limit: int | None, st
 
 
 @torch.no_grad()
-def failure_features(model: HookedModel, *, run: str, sae: str, versus: str | None = None, task: str | None = None,
+def run(model: HookedModel, *, run: str, sae: str, versus: str | None = None, task: str | None = None,
                      limit: int | None = None, min_items: int = 3, correction: str = "holm", alpha: float = 0.05,
                      store: str | os.PathLike | None = None, artifacts: str | os.PathLike | None = None,
                      source: dict[str, Any] | None = None) -> FailureFeaturesResult:
@@ -144,7 +144,7 @@ def _fisher(fires: np.ndarray, z: np.ndarray, wrong: np.ndarray, min_items: int)
 
 
 TOOL = register_tool(Tool(
-    name="failure_features", cli="failures", run=failure_features, prompt="none",
+    name="failure_features", run=run, aliases=("failures",), prompt="none",
     help="SAE features over-represented on the items a run got wrong (or that a second run newly got wrong): "
          "one-sided Fisher exact tests, corrected for multiple testing",
     args=(arg("--run", required=True, help="the stored run"),
