@@ -46,7 +46,7 @@ with torch.no_grad():
 hf_s = time.perf_counter() - t0
 with tempfile.TemporaryDirectory() as tmp:
     r = run(m, layers=layers, sites=sites, tokens=budget, shard_tokens=shard_tokens, batch_tokens=batch_tokens,
-                activations=tmp, progress=False)
+            activations=tmp, progress=False)
 print(json.dumps({"budget": budget, "tokens": r.n_tokens, "shards": r.n_shards, "collect_tokens_per_s": r.tokens_per_s,
                   "hf_forward_tokens_per_s": sum(len(d.ids) for d in docs) / hf_s,
                   "peak_rss_after_load_mb": after_load, "peak_rss_mb": rss()}))

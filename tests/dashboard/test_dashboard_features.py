@@ -37,11 +37,11 @@ def env(tmp_path_factory, tiny_model_dir) -> Env:
     acts, arts = root / "acts", root / "arts"
     model = load_hooked(f"hf:{tiny_model_dir}")
     c = collect.run(model, layers=[1], sites=["resid_post", "mlp_neurons"], corpus=str(text), split="all", tokens=2000,
-                shard_tokens=600, activations=acts, progress=False)
+                    shard_tokens=600, activations=acts, progress=False)
     ids = {"activations": artifacts.save(c, arts)}
     ids["neurons"] = artifacts.save(neurons.run(model, layer=1, corpus=c.corpus_id, top=4, activations=acts), arts)
     ids["sae"] = artifacts.save(sae.run(model, layer=1, corpus=c.corpus_id, expansion=2, k=4, epochs=2, batch_tokens=128,
-                                      eval_tokens=0, activations=acts, progress=False), arts)
+                                        eval_tokens=0, activations=acts, progress=False), arts)
     ids["features"] = artifacts.save(features.run(model, sae=ids["sae"], top=4, artifacts=arts, activations=acts), arts)
     store = RunStore(root / "runs")
     run = store.create("run-1", {"model": {"spec": f"hf:{tiny_model_dir}"}, "tasks": {"toy": {}}})
@@ -50,7 +50,7 @@ def env(tmp_path_factory, tiny_model_dir) -> Env:
                                      "loglikelihoods": [[-1.0, -2.0]], "prediction": ["0"], "acc": [1.0]}), {"tasks": {}})
     src = from_run("run-1", "0", store=store.root)
     ids["top_units"] = artifacts.save(top_units.run(model, src.prompt, layers=[1], saes=[ids["sae"]], answer=" heart",
-                                                artifacts=arts, source=src.link()), arts)
+                                                    artifacts=arts, source=src.link()), arts)
     return Env(store.root, arts, ids)
 
 

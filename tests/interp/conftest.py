@@ -46,7 +46,7 @@ def tiny_corpus(tiny_hooked, real_data_dir, corpus_roots):
     from workbench.interp import collect
 
     return collect.run(tiny_hooked, layers=[0, 1], sites=["resid_post", "mlp_neurons"], tokens=3000, shard_tokens=700,
-                   batch_tokens=512, max_len=64, data_dir=real_data_dir, activations=corpus_roots[0], progress=False)
+                       batch_tokens=512, max_len=64, data_dir=real_data_dir, activations=corpus_roots[0], progress=False)
 
 
 @pytest.fixture(scope="session")
@@ -55,8 +55,10 @@ def tiny_sae(tiny_hooked, tiny_corpus, real_data_dir, corpus_roots):
     from workbench.interp import artifacts, sae
 
     r = sae.run(tiny_hooked, layer=1, corpus=tiny_corpus.corpus_id, expansion=4, k=8, epochs=3, batch_tokens=256,
-              eval_tokens=400, activations=corpus_roots[0], data_dir=real_data_dir, progress=False)
+                eval_tokens=400, activations=corpus_roots[0], data_dir=real_data_dir, progress=False)
     return artifacts.save(r, corpus_roots[1]), r
+
+
 # Clean/corrupted pairs of equal token length for the tiny model's tokenizer; " the" and " a" are single tokens.
 TINY_PAIRS = (("The heart pumps blood", "The lung pumps blood"), ("The quick brown fox", "The quick brown dog"),
               ("The fox jumps over", "The dog jumps over"), ("The heart pumps the", "The lung pumps the"))

@@ -96,7 +96,7 @@ def test_user_jsonl_corpus(tiny_hooked, tmp_path):
     f.write_text("\n".join(json.dumps({"id": i, "text": f"The heart pumps blood number {i}."}) for i in range(5))
                  + "\n" + json.dumps({"text": "The heart pumps blood number 0."}) + "\n")
     r = C.run(tiny_hooked, layers=[0], corpus=str(f), split="all", tokens=10_000, activations=tmp_path / "a",
-                progress=False)
+              progress=False)
     assert r.n_docs == 5  # the duplicate line is dropped
     rec = ActivationStore(tmp_path / "a").open(r.corpus_id).shards()[0]
     assert rec["docs"]["ref"][:2] == ["mine.jsonl#1", "mine.jsonl#2"]
@@ -140,7 +140,7 @@ def test_corrupt_shard_is_one_line_exit_2(tiny_model_dir, tmp_path, fixture_mirr
 @pytest.mark.slow
 def test_smollm2_collected_activations_equal_hf_hidden_states(smol_hooked, real_data_dir, tmp_path):
     r = C.run(smol_hooked, layers=[15], sites=["resid_post", "mlp_neurons"], tokens=300, shard_tokens=150,
-                data_dir=real_data_dir, activations=tmp_path, progress=False)
+              data_dir=real_data_dir, activations=tmp_path, progress=False)
     c = _open(r)
     assert c.complete and r.n_tokens == 300 and r.n_shards >= 2
     for _, arr in c.iter_shards():

@@ -125,7 +125,7 @@ def test_judge_explanations_with_a_real_tiny_model(tiny_model_dir, tiny_sae, tin
     from workbench.interp.explain import Judge, explain_units
 
     f = features.run(tiny_hooked, sae=tiny_sae[0], top=4, window=3, artifacts=corpus_roots[1],
-                         activations=corpus_roots[0])
+                     activations=corpus_roots[0])
     units = f.stats[f.stats["n_fired"] > 0].sort_values("max", ascending=False)["unit"].head(2).tolist()
     judge = Judge(f"hf:{tiny_model_dir}")
     ex = explain_units("tiny", f.contexts, units, random_contexts=f.random_contexts, random_acts=f.random_acts,
