@@ -157,10 +157,10 @@ def _record(docs: list[_Doc], file_sha: Callable[[str], str]) -> dict[str, Any]:
 
 
 def run(model: HookedModel, *, layers: Sequence[int], sites: Sequence[str] = ("resid_post",),
-            tokens: int = 200_000, corpus: str = "mirror", split: str = "train", max_len: int = 256,
-            batch_tokens: int = 2048, shard_tokens: int = 16_384, data_dir: str | os.PathLike | None = None,
-            activations: str | os.PathLike | None = None, resume: str | None = None, progress: bool = True,
-            on_shard: Callable[[int], None] | None = None, source: dict[str, Any] | None = None) -> ActivationsResult:
+        tokens: int = 200_000, corpus: str = "mirror", split: str = "train", max_len: int = 256,
+        batch_tokens: int = 2048, shard_tokens: int = 16_384, data_dir: str | os.PathLike | None = None,
+        activations: str | os.PathLike | None = None, resume: str | None = None, progress: bool = True,
+        on_shard: Callable[[int], None] | None = None, source: dict[str, Any] | None = None) -> ActivationsResult:
     """Collect (or, with `resume`, finish collecting) an activation corpus; returns its record."""
     layers = check_layers(model, layers)
     if not sites:

@@ -90,9 +90,9 @@ def groups(run: str, versus: str | None, task: str | None, limit: int | None, st
 
 @torch.no_grad()
 def run(model: HookedModel, *, run: str, sae: str, versus: str | None = None, task: str | None = None,
-                     limit: int | None = None, min_items: int = 3, correction: str = "holm", alpha: float = 0.05,
-                     store: str | os.PathLike | None = None, artifacts: str | os.PathLike | None = None,
-                     source: dict[str, Any] | None = None) -> FailureFeaturesResult:
+        limit: int | None = None, min_items: int = 3, correction: str = "holm", alpha: float = 0.05,
+        store: str | os.PathLike | None = None, artifacts: str | os.PathLike | None = None,
+        source: dict[str, Any] | None = None) -> FailureFeaturesResult:
     r = load_sae(sae, artifacts, model)
     coder = r.sae()
     encode = dense_encoder(coder)

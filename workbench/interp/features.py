@@ -62,9 +62,9 @@ class FeaturesResult:
 
 
 def run(model: HookedModel, *, sae: str, corpus: str | None = None, top: int = 20, window: int = 12,
-                     bins: int = 40, logit_k: int = 10, explain_with: str | None = None, explain: int = 5,
-                     artifacts: str | os.PathLike | None = None, activations: str | os.PathLike | None = None,
-                     source: dict[str, Any] | None = None) -> FeaturesResult:
+        bins: int = 40, logit_k: int = 10, explain_with: str | None = None, explain: int = 5,
+        artifacts: str | os.PathLike | None = None, activations: str | os.PathLike | None = None,
+        source: dict[str, Any] | None = None) -> FeaturesResult:
     r = load_sae(sae, artifacts, model)
     coder = r.sae()
     c = open_corpus(model, r.site, corpus or r.corpus_id, activations)

@@ -53,10 +53,10 @@ class NeuronsResult:
 
 
 def run(model: HookedModel, *, layer: int, corpus: str | None = None, top: int = 20, window: int = 12,
-                    bins: int = 40, logit_k: int = 10, skip_first: bool = True, explain_with: str | None = None,
-                    explain: int = 5,
-                    activations: str | os.PathLike | None = None,
-                    source: dict[str, Any] | None = None) -> NeuronsResult:
+        bins: int = 40, logit_k: int = 10, skip_first: bool = True, explain_with: str | None = None,
+        explain: int = 5,
+        activations: str | os.PathLike | None = None,
+        source: dict[str, Any] | None = None) -> NeuronsResult:
     hook = hook_name(model, "mlp_neurons", layer)
     c = open_corpus(model, hook, corpus, activations)
     width = c.sites[hook]

@@ -408,11 +408,11 @@ def load_sae(artifact_id: str, root: str | os.PathLike | None = None, model: Hoo
 
 
 def run(model: HookedModel, *, layer: int, site: str = "resid_post", corpus: str | None = None, expansion: int = 8,
-          k: int = 32, tokens: int | None = None, epochs: int = 1, batch_tokens: int = 1024, seed: int = 0,
-          lr: float | None = None, auxk_alpha: float = 0.0, eval_tokens: int = 4096, skip_first: bool = True,
-          sink_factor: float = SINK_FACTOR,
-          activations: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None,
-          progress: bool = True, source: dict[str, Any] | None = None) -> SaeResult:
+        k: int = 32, tokens: int | None = None, epochs: int = 1, batch_tokens: int = 1024, seed: int = 0,
+        lr: float | None = None, auxk_alpha: float = 0.0, eval_tokens: int = 4096, skip_first: bool = True,
+        sink_factor: float = SINK_FACTOR,
+        activations: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None,
+        progress: bool = True, source: dict[str, Any] | None = None) -> SaeResult:
     """Train a TopK SAE on the stored activations at `site` of `layer`; evaluate it on held-out text."""
     hook = hook_name(model, site, layer)
     c = open_corpus(model, hook, corpus, activations)

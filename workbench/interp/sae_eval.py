@@ -36,8 +36,8 @@ class SaeEvalResult:
 
 
 def run(model: HookedModel, *, sae: str, tokens: int = 4096, corpus: str = "mirror", split: str | None = None,
-                 max_len: int = 256, artifacts: str | os.PathLike | None = None,
-                 data_dir: str | os.PathLike | None = None, source: dict[str, Any] | None = None) -> SaeEvalResult:
+        max_len: int = 256, artifacts: str | os.PathLike | None = None,
+        data_dir: str | os.PathLike | None = None, source: dict[str, Any] | None = None) -> SaeEvalResult:
     r = load_sae(sae, artifacts, model)
     split = split or ("heldout" if corpus == "mirror" else "all")
     data = heldout_batches(model, tokens=tokens, corpus=corpus, split=split, max_len=max_len, data_dir=data_dir)

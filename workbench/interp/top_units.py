@@ -70,8 +70,8 @@ def _top_tokens(ctx: Any, unit: int, n: int = 3) -> str:
 
 
 def run(model: HookedModel, prompt: str, *, layers: list[int] | None = None, saes: list[str] | None = None,
-              answer: str | None = None, top: int = 10, artifacts: str | os.PathLike | None = None,
-              source: dict[str, Any] | None = None) -> TopUnitsResult:
+        answer: str | None = None, top: int = 10, artifacts: str | os.PathLike | None = None,
+        source: dict[str, Any] | None = None) -> TopUnitsResult:
     tokens = model.tokenize(prompt)
     pos = tokens.shape[-1] - 1
     layers = check_layers(model, layers) if layers else ([] if saes else [model.n_layers // 2])
