@@ -137,8 +137,35 @@ def compare_page(data: DashboardData, query: dict[str, str]) -> html.Div:
         html.H3(f"Flipped items ({len(flips)})"), html.Div(sample_links, className="actions"),
         dag.AgGrid(id="cmp-flips", rowData=flips, columnDefs=flip_cols, defaultColDef=_DEFAULT_COL,
                    columnSize="responsiveSizeToFit", style={"height": "320px", "width": "100%"}),
+        *calibration_section(c),
         html.H3("Manifest diff"), diff,
     ])
+
+
+def calibration_section(c: Comparison) -> list:
+    """Reliability diagrams and ECE / Brier / selective accuracy per run on the multiple-choice scopes
+    (ECE and Brier: lower is better); empty when no compared task has calibration columns."""
+    from workbench.analysis.calibration import METRICS, calibration_rows
+    from workbench.analysis.report import reliability_figure
+    from workbench.store.samples import direction
+
+    rows = calibration_rows(c, n_boot=1000)
+    if not rows:
+        return []
+    label = {m: f"{m} (lower is better)" if direction(m) == "lower" else m for m in METRICS}
+    grid = [{"run": r.run_id, "scope": f"[{r.scope.name}]" if r.scope.kind == "group" else r.scope.name,
+             **{label[m]: _num(e.value) for m, e in r.estimates.items()},
+             **{f"{label[m]} 95% CI": f"[{_num(e.ci95_low)}, {_num(e.ci95_high)}]" for m, e in r.estimates.items()
+                if m in ("ece", "brier")}} for r in rows]
+    cols = [{"field": "scope", "pinned": "left"}, {"field": "run"}] + [
+        {"field": k} for k in dict.fromkeys(k for g in grid for k in g if k not in ("run", "scope"))]
+    return [html.H3("Calibration"),
+            html.P("Multiple-choice items: confidence is the softmax probability of the chosen answer; ECE over 10 "
+                   "equal-mass bins (HELM); the diagonal is perfect calibration. Paired ECE/Brier differences are in "
+                   "the compare report's paired table.", className="note"),
+            dag.AgGrid(id="cmp-calibration", rowData=grid, columnDefs=cols, defaultColDef=_DEFAULT_COL,
+                       columnSize="responsiveSizeToFit", style={"height": "260px", "width": "100%"}),
+            V.graph(reliability_figure(c, rows), "cmp-reliability")]
 
 
 # ---- sample explorer ------------------------------------------------------------------------------
