@@ -578,6 +578,9 @@ def run_contamination(req: ContaminationRequest, *, store: str | Path | None = N
     """Scan the corpus for the items' n-grams (and score Min-K% Prob), then publish the result."""
     import pandas as pd
 
+    from workbench.eval.harness import _quiet_lm_eval
+
+    _quiet_lm_eval()
     t0 = time.time()
     cstore = ContaminationStore(store)
     files = corpus_files(req.corpus)
