@@ -58,6 +58,22 @@ def test_streamed_matches_equal_lm_eval_word_ngrams(fmt, tmp_path, monkeypatch):
     assert files[0].sha256 == sha256_file(path) and info["files"][0]["bytes"] == path.stat().st_size
 
 
+def test_a_giant_word_does_not_grow_memory_or_change_matches(tmp_path, monkeypatch):
+    monkeypatch.setattr(C, "_BLOCK_BYTES", 16)
+    monkeypatch.setattr(C, "_GIANT_WORD", 40)
+    monkeypatch.setattr(C, "_FLUSH_WORDS", 5)
+    text = "alpha beta gamma delta " + "x" * 500 + " epsilon zeta eta theta iota " + "y" * 300
+    path = tmp_path / "minified.txt"
+    path.write_text(text, encoding="utf-8")
+    pieces = [p for p, _ in C.documents(C.corpus_files([path])[0])]
+    assert max(len(p) for p in pieces) < 100 and "".join(pieces).split() == (
+        ["alpha", "beta", "gamma", "delta", "\x00", "epsilon", "zeta", "eta", "theta", "iota", "\x00"])
+    items = ["beta gamma delta", "epsilon zeta eta", "delta epsilon zeta", "zeta eta theta iota"]
+    index = C.NgramIndex(items, 3)
+    C.scan_corpus(index, C.corpus_files([path]))
+    assert list(index.item_counts()[1]) == [len(C.item_ngrams(t, 3) & C.item_ngrams(text, 3)) for t in items] == [1, 1, 0, 2]
+
+
 def test_window_hashes_equal_per_window_hashing():
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, 2**63, size=50, dtype=np.int64).view(np.uint64)

@@ -52,6 +52,8 @@ NORMALISATION = ("lm_eval.decontamination.janitor: Janitor.normalize_string (ASC
 _BLOCK_BYTES = 1 << 22          # bytes read at a time from a text or JSONL file
 _FLUSH_WORDS = 1 << 20          # corpus words hashed and matched at a time
 _SEPARATOR = " "                # never a word after str.split(): n-grams across documents cannot match
+_GIANT_WORD = 4 * _BLOCK_BYTES  # characters without whitespace after which a "word" cannot be a benchmark word
+_PLACEHOLDER = "\x00"           # stands for such a word (corpus files with NUL bytes are refused as binary)
 _PRIME = np.uint64(0x100000001B3)
 
 
@@ -274,17 +276,26 @@ def _blocks(cf: CorpusFile) -> Iterator[str]:
 
 
 def _text_documents(cf: CorpusFile) -> Iterator[tuple[str, bool]]:
-    """A text file is one document, yielded in pieces cut at whitespace (so no word is split)."""
-    carry, first = "", True
+    """A text file is one document, yielded in pieces cut at whitespace (so no word is split). A run of
+    text with no whitespace longer than a few blocks is one giant word, which no benchmark n-gram can
+    contain: it is replaced by one placeholder word, so memory stays bounded."""
+    carry, first, giant = "", True, False
     for block in _blocks(cf):
         text = carry + block
         cut = max(text.rfind(" "), text.rfind("\n"), text.rfind("\t"), text.rfind("\r"))
         if cut < 0:
             carry = text
+            if len(carry) > _GIANT_WORD:
+                carry, giant = "", True
             continue
-        carry = text[cut:]
-        yield text[:cut], first
+        if giant:  # the giant word ends at the first whitespace of this text
+            start = min(i for i in (text.find(" "), text.find("\n"), text.find("\t"), text.find("\r")) if i >= 0)
+            text, cut, giant = _PLACEHOLDER + text[start:], cut - start + len(_PLACEHOLDER), False
+        carry = text[cut + 1:]
+        yield text[:cut + 1], first
         first = False
+    if giant:
+        carry = _PLACEHOLDER
     if carry:
         yield carry, first
 
@@ -462,6 +473,18 @@ def _items_from_run(req: ContaminationRequest, store: ContaminationStore) -> tup
 
 
 # ---- Min-K% Prob ----------------------------------------------------------------------------------
+def torch_model(lm: Any) -> Any:
+    """The backend's torch model, or a clear error for backends that do not expose one (llama.cpp, openai)."""
+    import torch
+
+    model = getattr(lm, "model", None)
+    if not isinstance(model, torch.nn.Module) or not callable(getattr(lm, "tok_encode", None)):
+        backend = getattr(getattr(lm, "info", None), "backend", type(lm).__name__)
+        raise WorkbenchError(f"Min-K% Prob needs per-token log-probabilities; the {backend} backend does not expose "
+                             "its model (use an hf:, gguf: or int8: model, or an alias)")
+    return model
+
+
 def token_logprobs(lm: Any, texts: Sequence[str], batch_size: int = 8) -> list[np.ndarray]:
     """Per-token log-probabilities of each text, scored as lm-eval's loglikelihood_rolling scores a
     document: the model's prefix token first, then rolling windows of its context length (so their sum
@@ -469,11 +492,7 @@ def token_logprobs(lm: Any, texts: Sequence[str], batch_size: int = 8) -> list[n
     import torch
     from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 
-    model = getattr(lm, "model", None)
-    if not isinstance(model, torch.nn.Module) or not callable(getattr(lm, "tok_encode", None)):
-        backend = getattr(getattr(lm, "info", None), "backend", type(lm).__name__)
-        raise WorkbenchError(f"Min-K% Prob needs per-token log-probabilities; the {backend} backend does not expose "
-                             "its model (use an hf:, gguf: or int8: model, or an alias)")
+    model = torch_model(lm)
     windows: list[tuple[int, list[int], list[int]]] = []  # (text index, context, continuation)
     for i, text in enumerate(texts):
         tokens = lm.tok_encode(text)
@@ -595,6 +614,8 @@ def run_contamination(req: ContaminationRequest, *, store: str | Path | None = N
 
         lm = load_model(req.model, batch_size=req.batch_size)
     try:
+        if lm is not None:
+            torch_model(lm)  # refuse a backend without per-token log-probs before the scan
         items, task_meta = _items_from_run(req, cstore) if req.run else _items_from_tasks(req, lm)
         if not items:
             raise WorkbenchError("no benchmark items selected")
