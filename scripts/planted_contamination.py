@@ -6,7 +6,7 @@ find MMLU test items that a corpus is known to contain.
 The corpus (JSONL, written under --out) holds 2,000 GSM8K training questions as unrelated documents,
 50 MMLU test items quoted verbatim (question, lettered options and answer, as a quiz page would) and
 50 others paraphrased by the deterministic rewording below (question openers rewritten, a fixed
-synonym table, options reversed and renumbered, no answer line). The 100 planted items are drawn
+synonym table applied to question and options, options reversed and renumbered, no answer line). The 100 planted items are drawn
 (seeded) from the first --limit test items of every subject; the rest of those items are the
 negatives. The scan is the real command on the items `--tasks mmlu --limit N` selects, with Min-K%
 Prob from --model and the planted set as membership labels; --full also scans all 14,042 MMLU test
@@ -57,23 +57,29 @@ SYNONYMS = {
 }
 
 
-def paraphrase(question: str, choices: list[str]) -> str:
-    """A deterministic rewording: opener template, word-for-word synonyms, options reversed and numbered."""
-    q = question.strip()
-    for pattern, repl in OPENERS:
-        if re.match(pattern, q):
-            q = re.sub(pattern, repl, q, count=1)
-            break
+def reword(text: str) -> str:
+    """Word-for-word substitution from the synonym table (capitalisation and trailing punctuation kept)."""
     words = []
-    for w in q.split():
+    for w in text.split():
         core = w.rstrip(".,;:?!")
         sub = SYNONYMS.get(core.lower())
         if sub:
             sub = sub[0].upper() + sub[1:] if core[:1].isupper() else sub
             w = sub + w[len(core):]
         words.append(w)
-    options = "; ".join(f"option {i + 1}: {c}" for i, c in enumerate(reversed(choices)))
-    return " ".join(words) + f"\nPossible responses — {options}."
+    return " ".join(words)
+
+
+def paraphrase(question: str, choices: list[str]) -> str:
+    """A deterministic rewording: opener template, synonyms in question and options, options reversed and
+    numbered, no answer line."""
+    q = question.strip()
+    for pattern, repl in OPENERS:
+        if re.match(pattern, q):
+            q = re.sub(pattern, repl, q, count=1)
+            break
+    options = "; ".join(f"option {i + 1}: {reword(c)}" for i, c in enumerate(reversed(choices)))
+    return reword(q) + f"\nPossible responses — {options}."
 
 
 def verbatim(question: str, choices: list[str], answer: int) -> str:

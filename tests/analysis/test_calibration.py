@@ -63,6 +63,7 @@ def test_harness_writes_confidence_and_brier_where_acc_is_the_argmax(store):
             e = m[task][name]
             assert e["n"] == len(part) and e["ci95_low"] <= e["value"] <= e["ci95_high"]
         assert order_metrics(m[task], run.manifest["tasks"][task]["primary_metric"])[0] == "acc"
+        assert "confidence" not in m[task]  # a description of the answer, not a score with a direction
     assert "ece" not in m["truthfulqa_mc2"] and "brier" not in m["truthfulqa_mc2"]
     assert run.manifest["tasks"]["arc_easy"]["directions"].get("acc") == "higher"
 
@@ -86,6 +87,7 @@ def test_compare_pairs_calibration_under_the_same_corrections(store):
     expected = multipletests([p.stats.p_value for p in family], method="holm")[1]
     assert [p.p_adjusted for p in family] == pytest.approx(list(expected))
     assert c.flips.empty  # no item changed its answer
+    assert not any(p.metric == "confidence" for p in c.paired)
 
 
 def test_gate_on_ece_fails_a_less_calibrated_candidate(store):
