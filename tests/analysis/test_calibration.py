@@ -50,7 +50,7 @@ def test_harness_writes_confidence_and_brier_where_acc_is_the_argmax(store):
         assert row["confidence"] == pytest.approx(p.max())
         gold = int(row["target"])
         assert row["acc"] == float(int(np.argmax(row["loglikelihoods"])) == gold)
-        assert row["brier"] == pytest.approx(((p - np.eye(len(p))[gold]) ** 2).sum())
+        assert row["brier"] == pytest.approx((p.max() - row["acc"]) ** 2)
     # MC2's `acc` is the true answers' probability mass, not the argmax's correctness: no calibration
     assert df.loc[df.task == "truthfulqa_mc2", "confidence"].isna().all()
     m = run.metrics["tasks"]

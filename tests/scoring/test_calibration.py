@@ -80,19 +80,28 @@ def test_selective_accuracy_is_accuracy_on_the_most_confident_half():
 def test_sample_fields_follow_the_tasks_own_accuracy():
     lls = [-1.0, -2.0, -0.5, -3.0]
     p = np.exp(lls) / np.exp(lls).sum()
-    f = cal.sample_fields(lls, ["a", "b", "c", "d"], 2, 1.0)          # argmax 2 is the gold
-    assert f["confidence"] == pytest.approx(p[2])
-    assert f["brier"] == pytest.approx(((p - np.eye(4)[2]) ** 2).sum())
+    right = cal.sample_fields(lls, ["a", "b", "c", "d"], 2, 1.0)     # argmax 2 is the gold
+    assert right == pytest.approx({"confidence": p[2], "brier": (p[2] - 1) ** 2})
     wrong = cal.sample_fields(lls, ["a", "b", "c", "d"], 0, 0.0)
-    assert wrong["confidence"] == pytest.approx(p[2]) and wrong["brier"] == pytest.approx(((p - np.eye(4)[0]) ** 2).sum())
+    assert wrong == pytest.approx({"confidence": p[2], "brier": p[2] ** 2})
     assert cal.sample_fields(lls, list("abcd"), "c", 1.0)["confidence"] == pytest.approx(p[2])   # target as text
-    multi = cal.sample_fields(lls, list("abcd"), [0, 2], 1.0)       # several golds: no one-hot, no Brier
-    assert set(multi) == {"confidence"}
+    # BBQ accepts any of its "unknown" phrasings: a right argmax that is not doc_to_target's index
+    assert cal.sample_fields(lls, list("abcd"), 1, 1.0) == pytest.approx({"confidence": p[2], "brier": (p[2] - 1) ** 2})
     # TruthfulQA MC2 stores the probability mass of the true answers as `acc`: not calibration's correctness
     assert cal.sample_fields(lls, list("abcd"), 0, 0.37) == {}
-    assert cal.sample_fields(lls, list("abcd"), 2, 0.0) == {}       # acc disagrees with the argmax
-    assert cal.sample_fields(lls, list("abcd"), 7, 1.0) == {}       # target out of range
+    assert cal.sample_fields(lls, list("abcd"), 2, 0.0) == {}       # acc says the argmax target is wrong
+    assert cal.sample_fields(lls, list("abcd"), [0, 2], 0.0) == {}
     assert cal.sample_fields([-1.0], ["a"], 0, 1.0) == {}
+
+
+def test_whole_tasks_drops_calibration_of_a_task_with_any_unscored_sample():
+    import pandas as pd
+
+    df = pd.DataFrame({"task": ["x", "x", "y", "y"], "confidence": [0.9, np.nan, 0.6, 0.7],
+                       "brier": [0.01, np.nan, 0.16, 0.49]})
+    out = cal.whole_tasks(df.copy())
+    assert out.loc[out.task == "x", ["confidence", "brier"]].isna().all().all()
+    assert out.loc[out.task == "y", "confidence"].tolist() == [0.6, 0.7]
 
 
 def test_aggregates_registry_and_frames():

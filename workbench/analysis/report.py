@@ -176,7 +176,7 @@ def md_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 _CALIBRATION_NOTE = ("Multiple-choice items scored by the argmax of the choices' log-likelihoods: confidence is the "
                      "softmax probability of the chosen answer; ECE uses 10 equal-mass bins (HELM's ece_10_bin); Brier "
-                     "is the multi-class Brier score; selective_acc@0.5 is the accuracy on the most confident half. "
+                     "is (confidence − correct)²; selective_acc@0.5 is the accuracy on the most confident half. "
                      "Mean [95% bootstrap CI over items; groups clustered by subject]. Paired differences between runs "
                      "are rows of the paired tables above (paired bootstrap CI, paired swap permutation test).")
 

@@ -1,10 +1,10 @@
 """Calibration of multiple-choice answers (HELM's calibration metrics, on lm-eval's log-likelihoods).
 
 Per sample: `confidence`, the softmax over the choices' log-likelihoods at the answer the model picked
-(the argmax, as lm-eval's `acc`), and `brier`, the multi-class Brier score sum_k (p_k - 1[k = gold])^2
-(Brier 1950; 0 is perfect, 2 the worst). Kept only for tasks whose own `acc` is that argmax's
-correctness on every sample, so a task that scores otherwise (TruthfulQA MC2's probability mass) gets
-neither.
+(the argmax, as lm-eval's `acc`), and `brier`, the Brier score of that confidence as a forecast of the
+answer being right, (confidence - acc)^2 (top-label, as LLM calibration work reports it next to ECE;
+ECE is its calibration term). Kept only for tasks whose own `acc` is that argmax's correctness on every
+sample, so a task that scores otherwise (TruthfulQA MC2's probability mass) gets neither.
 
 Over the items: `ece`, the expected calibration error with 10 equal-mass bins as HELM reports it
 (`ece_10_bin`: the `calibration` package's get_ece_em, top-label, plug-in L1 estimate), and
@@ -49,25 +49,23 @@ def _golds(target: Any, choices: Sequence[str]) -> list[int] | None:
 
 
 def sample_fields(loglikelihoods: Sequence[float], choices: Sequence[str], target: Any, acc: Any) -> dict[str, float]:
-    """`confidence` and `brier` for one multiple-choice sample, or {} when its `acc` is not the argmax's
-    correctness against the target (then calibration is not defined the same way)."""
-    golds = _golds(target, choices)
-    if not golds or len(loglikelihoods) != len(choices) or len(choices) < 2:
+    """`confidence` and `brier` for one multiple-choice sample, or {} when its `acc` is not a 0/1 score of
+    the argmax answer (a continuous `acc`, or 0 for an argmax that is a target)."""
+    if len(loglikelihoods) != len(choices) or len(choices) < 2:
         return {}
     try:
-        acc_value = float(acc)
+        correct = float(acc)
     except (TypeError, ValueError):
         return {}
     probs = choice_probabilities(loglikelihoods)
     pred = int(np.argmax(loglikelihoods))
-    if acc_value != float(pred in golds) or not np.isfinite(probs).all():
+    golds = _golds(target, choices)
+    # Tasks may accept several answers (BBQ's ten "unknown" phrasings), so a right argmax off the
+    # target is allowed; a wrong one on it is not.
+    if correct not in (0.0, 1.0) or (golds and pred in golds and correct == 0.0) or not np.isfinite(probs).all():
         return {}
-    out = {CONFIDENCE: float(probs[pred])}
-    if len(golds) == 1:
-        onehot = np.zeros_like(probs)
-        onehot[golds[0]] = 1.0
-        out["brier"] = float(((probs - onehot) ** 2).sum())
-    return out
+    confidence = float(probs[pred])
+    return {CONFIDENCE: confidence, "brier": (confidence - correct) ** 2}
 
 
 def whole_tasks(df: Any) -> Any:
