@@ -9,8 +9,10 @@ The corpus (JSONL, written under --out) holds 2,000 GSM8K training questions as 
 synonym table applied to question and options, options reversed and renumbered, no answer line). The 100 planted items are drawn
 (seeded) from the first --limit test items of every subject; the rest of those items are the
 negatives. The scan is the real command on the items `--tasks mmlu --limit N` selects, with Min-K%
-Prob from --model and the planted set as membership labels; --full also scans all 14,042 MMLU test
-items (n-grams only) for the flag's precision over the whole benchmark.
+Prob from --model and the planted set as membership labels, then again (n-grams only) ignoring
+n-grams that more than --ignore-shared MMLU items share (templates such as moral scenarios' preamble);
+--full scans all 14,042 MMLU test items under both rules for the flag's precision over the whole
+benchmark.
 
 Min-K% Prob measures membership in the *model's* training data. The embedded models never saw this
 planted corpus, so its AUROC against these labels measures nothing the corpus did: it is reported to
@@ -94,6 +96,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="planted-contamination", help="corpus, labels and the store go here")
     ap.add_argument("--full", action="store_true", help="also scan every MMLU test item (n-grams only)")
+    ap.add_argument("--ignore-shared", type=int, default=10,
+                    help="the stricter rule's K: n-grams in more than K MMLU test items are boilerplate")
     args = ap.parse_args()
     out = Path(args.out)
     (out / "corpus").mkdir(parents=True, exist_ok=True)
@@ -145,15 +149,22 @@ def main() -> None:
     neg = items.loc[[k for k in items.index if k not in kinds], "mink_prob"].mean()
     print(f"  mean Min-K% Prob: verbatim items {by_kind['verbatim']:.3f}, paraphrased {by_kind['paraphrased']:.3f}, "
           f"not planted {neg:.3f}")
+    strict = run_contamination(ContaminationRequest(corpus=[str(corpus)], tasks=["mmlu"], limit=args.limit,
+                                                    labels=str(labels), ignore_shared=args.ignore_shared), store=store)
+    f = strict.manifest["membership"]["flag"]
+    print(f"with --ignore-shared {args.ignore_shared} ({strict.manifest['n_ignored_ngrams']} benchmark-boilerplate "
+          f"n-grams left out): precision {f['precision']:.3f}, recall {f['recall']:.3f}")
     if args.full:
-        t0 = time.time()
-        full = run_contamination(ContaminationRequest(corpus=[str(corpus)], tasks=["mmlu"]), store=store)
-        f = full.items
-        hit = f["contaminated"].fillna(False).to_numpy()
-        planted_mask = [(t, int(d)) in kinds for t, d in zip(f["task"], f["doc_id"])]
-        tp = int(sum(h and p for h, p in zip(hit, planted_mask)))
-        print(f"full MMLU ({len(f)} items, {time.time() - t0:.0f} s, corpus {full.manifest['corpus']['words_per_s']:.0f} "
-              f"words/s): flagged {int(hit.sum())}, of which planted {tp}: precision {tp / max(hit.sum(), 1):.3f}")
+        for shared in (None, args.ignore_shared):
+            t0 = time.time()
+            full = run_contamination(ContaminationRequest(corpus=[str(corpus)], tasks=["mmlu"], ignore_shared=shared),
+                                     store=store)
+            hit = full.items["contaminated"].fillna(False).to_numpy(bool)
+            planted_mask = [(t, int(d)) in kinds for t, d in zip(full.items["task"], full.items["doc_id"])]
+            tp = int(sum(h and p for h, p in zip(hit, planted_mask)))
+            print(f"full MMLU ({len(hit)} items, {time.time() - t0:.0f} s, corpus {full.manifest['corpus']['words_per_s']:.0f}"
+                  f" words/s), {full.manifest['rule']}: flagged {int(hit.sum())}, of which planted {tp}: precision "
+                  f"{tp / max(hit.sum(), 1):.3f}, recall {tp / 100:.2f}")
 
 
 if __name__ == "__main__":

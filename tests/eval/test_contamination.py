@@ -160,6 +160,21 @@ def test_planted_items_are_flagged_and_joined_to_the_run(planted, real_data_dir)
     assert row.stats.p_value == pytest.approx(fisher_exact([[x.sum(), len(x) - x.sum()], [y.sum(), len(y) - y.sum()]]).pvalue)
 
 
+def test_benchmark_boilerplate_can_be_ignored(real_data_dir, tmp_path):
+    """MMLU's moral-scenarios items share a 30-word preamble: one quoted item flags them all under
+    lm-eval's rule; ignoring n-grams that many benchmark items share flags only the quoted one."""
+    docs = T.build(T.resolve(["mmlu_moral_scenarios"])[0], real_data_dir).task.eval_docs
+    corpus = tmp_path / "forum.txt"
+    corpus.write_text("Someone posted this:\n" + _verbatim(docs[3]) + "\nThoughts?\n", encoding="utf-8")
+    common = dict(corpus=[str(corpus)], tasks=["mmlu_moral_scenarios"], limit=10, data_dir=str(real_data_dir))
+    plain = C.run_contamination(C.ContaminationRequest(**common), store=tmp_path / "s")
+    assert plain.items["contaminated"].fillna(False).all()
+    strict = C.run_contamination(C.ContaminationRequest(**common, ignore_shared=20), store=tmp_path / "s")
+    flagged = strict.items.loc[strict.items["contaminated"].fillna(False).astype(bool), "doc_id"]
+    assert list(flagged) == [3] and strict.manifest["n_ignored_ngrams"] > 10
+    assert "more than 20 benchmark items ignored" in strict.manifest["rule"]
+
+
 def _copy(store: RunStore):
     """A second run holding the same items (compare needs two)."""
     from conftest import derive_run

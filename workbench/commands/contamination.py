@@ -52,8 +52,8 @@ def cmd_contamination(args: argparse.Namespace) -> int:
     req = ContaminationRequest(
         corpus=args.corpus or [], tasks=csv(args.tasks) if args.tasks else [], suite=args.suite, run=args.run,
         limit=args.limit, num_fewshot=args.num_fewshot, seed=args.seed, data_dir=args.data_dir, ngram=args.ngram,
-        min_overlap=args.min_overlap, text_field=args.text_field, model=args.model, mink_k=args.mink_k,
-        labels=args.labels, batch_size=args.batch_size)
+        min_overlap=args.min_overlap, ignore_shared=args.ignore_shared, text_field=args.text_field, model=args.model,
+        mink_k=args.mink_k, labels=args.labels, batch_size=args.batch_size)
     result = run_contamination(req, store=args.store, progress=not args.no_progress)
     if args.json:
         print(json.dumps(json_safe({"id": result.result_id, **{k: result.manifest.get(k) for k in
@@ -90,6 +90,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--ngram", type=int_at_least(1), default=13, help="n-gram size in words (default 13, as lm-eval)")
     p.add_argument("--min-overlap", type=float_in(0, 1), default=0.0,
                    help="flag an item when at least this share of its n-grams occur (default 0: any one, as lm-eval)")
+    p.add_argument("--ignore-shared", type=int_at_least(1), metavar="K",
+                   help="ignore n-grams found in more than K documents of the benchmark itself (templates, shared "
+                        "passages); default: none ignored, as lm-eval")
     p.add_argument("--text-field", default="text", help="the text field of JSONL records / Parquet rows (default text)")
     p.add_argument("--model", help="also score Min-K%% Prob with this model (hf:, gguf:, int8: or an alias)")
     p.add_argument("--mink-k", type=float_in(0, 1, low_open=True), default=0.2,

@@ -7,6 +7,8 @@ else its zero-shot `doc_to_text`; it is normalised by lm-eval's `Janitor` (ASCII
 13 by default). The corpus gets the same normalisation. An item is contaminated when any of its
 n-grams occurs in the corpus (lm-eval's and GPT-3's rule), or with `min_overlap` R when at least a
 share R of them do; an item with fewer than n words has no n-grams and is not tested (as in lm-eval).
+With `ignore_shared` K, n-grams that more than K documents of the benchmark itself contain (templates,
+shared passages) are left out of every item, so boilerplate does not flag every item that carries it.
 
 The corpus (text, JSONL or Parquet files, or directories of them) is streamed in blocks: memory is
 bounded by the items' n-grams and one block, whatever the corpus size. Corpus n-grams are matched by a
@@ -85,6 +87,7 @@ class ContaminationRequest:
     data_dir: str | None = None
     ngram: int = 13
     min_overlap: float = 0.0
+    ignore_shared: int | None = None
     text_field: str = "text"
     model: str | None = None
     mink_k: float = 0.2
@@ -98,6 +101,8 @@ class ContaminationRequest:
             raise WorkbenchError("give exactly one of --tasks, --suite or --run to choose the benchmark items")
         if not isinstance(self.ngram, int) or self.ngram < 1:
             raise WorkbenchError(f"--ngram must be an integer >= 1, got {self.ngram!r}")
+        if self.ignore_shared is not None and (not isinstance(self.ignore_shared, int) or self.ignore_shared < 1):
+            raise WorkbenchError(f"--ignore-shared must be an integer >= 1, got {self.ignore_shared!r}")
         if not 0.0 <= self.min_overlap <= 1.0:
             raise WorkbenchError(f"--min-overlap must be in [0, 1], got {self.min_overlap}")
         if not 0.0 < self.mink_k <= 1.0:
@@ -143,7 +148,7 @@ def window_hashes(token_hashes: np.ndarray, n: int) -> np.ndarray:
 class NgramIndex:
     """The items' n-grams, and which of them the corpus has shown so far."""
 
-    def __init__(self, texts: Sequence[str], n: int) -> None:
+    def __init__(self, texts: Sequence[str], n: int, ignore: set[str] | frozenset[str] = frozenset()) -> None:
         self.n = n
         self.normalize = normalizer()
         self.grams: dict[str, int] = {}
@@ -152,7 +157,8 @@ class NgramIndex:
         for text in texts:
             norm = self.normalize(text)
             self.item_words.append(len(norm.split()))
-            ids = {self.grams.setdefault(g, len(self.grams)) for g in _janitor_module().word_ngrams(norm, n)}
+            ids = {self.grams.setdefault(g, len(self.grams)) for g in _janitor_module().word_ngrams(norm, n)
+                   if g not in ignore}
             self.item_grams.append(np.array(sorted(ids), dtype=np.int64))
         self.found = np.zeros(len(self.grams), dtype=bool)
         if self.grams:
@@ -427,14 +433,15 @@ def item_text(task: Any, doc: dict[str, Any]) -> tuple[str, str]:
     return str(text), "doc_to_text"
 
 
-def _items_from_tasks(req: ContaminationRequest, lm: Any) -> tuple[list[Item], dict[str, Any]]:
+def _items_from_tasks(req: ContaminationRequest, lm: Any) -> tuple[list[Item], dict[str, Any], list[Any]]:
     from workbench.eval.harness import EvalRequest, build_requests, plan_tasks, prompt_hash, prompt_text
 
     ereq = EvalRequest(model=req.model or "-", tasks=list(req.tasks), suite=req.suite, limit=req.limit,
                        num_fewshot=req.num_fewshot, data_dir=req.data_dir, seed=req.seed)
     items: list[Item] = []
     meta: dict[str, Any] = {}
-    for built, ids in plan_tasks(ereq):
+    planned = plan_tasks(ereq)
+    for built, ids in planned:
         by_pos = build_requests(built, ids, lm)
         sources = set()
         for pos, doc_id in enumerate(ids):
@@ -444,10 +451,10 @@ def _items_from_tasks(req: ContaminationRequest, lm: Any) -> tuple[list[Item], d
             items.append(Item(built.spec.name, int(doc_id), prompt_hash(prompt_text(inst)), text))
         meta[built.spec.name] = {"version": built.version, "prompt_hash": built.prompt_hash,
                                  "num_fewshot": built.num_fewshot, "text": sorted(sources), "n_items": len(ids)}
-    return items, meta
+    return items, meta, [built for built, _ in planned]
 
 
-def _items_from_run(req: ContaminationRequest, store: ContaminationStore) -> tuple[list[Item], dict[str, Any]]:
+def _items_from_run(req: ContaminationRequest, store: ContaminationStore) -> tuple[list[Item], dict[str, Any], list[Any]]:
     """The items of a stored run, with its own prompt hashes (so the result joins the run exactly)."""
     from workbench.eval import tasks as T
     from workbench.store import RunStore
@@ -457,10 +464,12 @@ def _items_from_run(req: ContaminationRequest, store: ContaminationStore) -> tup
     recorded = run.manifest.get("request") or {}
     items: list[Item] = []
     meta: dict[str, Any] = {}
+    builts = []
     for task, part in samples.groupby("task", sort=False):
         spec = T.resolve([str(task)])[0]
         built = T.build(spec, req.data_dir or recorded.get("data_dir"), recorded.get("num_fewshot"),
                         fewshot_seed=int(recorded.get("seed", 1234)))
+        builts.append(built)
         docs = built.task.eval_docs
         sources = set()
         for doc_id, phash in zip(part["doc_id"], part["prompt_hash"]):
@@ -469,7 +478,21 @@ def _items_from_run(req: ContaminationRequest, store: ContaminationStore) -> tup
             items.append(Item(str(task), int(doc_id), str(phash), text))
         meta[str(task)] = {"version": built.version, "prompt_hash": built.prompt_hash, "text": sorted(sources),
                            "n_items": len(part), "run": run.run_id}
-    return items, meta
+    return items, meta, builts
+
+
+def shared_ngrams(builts: Sequence[Any], n: int, more_than: int) -> set[str]:
+    """N-grams found in more than `more_than` documents of the benchmark itself (all eval docs of the
+    tasks, not only those scanned): instructions, templates and shared passages rather than item
+    content (MMLU's moral-scenarios preamble is in 895 items, its "Statement 1 | ..." template in two
+    subjects). Matching them flags every item that carries them."""
+    from collections import Counter
+
+    counts: Counter[str] = Counter()
+    for built in builts:
+        for doc in built.task.eval_docs:
+            counts.update(item_ngrams(item_text(built.task, doc)[0], n))
+    return {g for g, c in counts.items() if c > more_than}
 
 
 # ---- Min-K% Prob ----------------------------------------------------------------------------------
@@ -616,10 +639,11 @@ def run_contamination(req: ContaminationRequest, *, store: str | Path | None = N
     try:
         if lm is not None:
             torch_model(lm)  # refuse a backend without per-token log-probs before the scan
-        items, task_meta = _items_from_run(req, cstore) if req.run else _items_from_tasks(req, lm)
+        items, task_meta, builts = _items_from_run(req, cstore) if req.run else _items_from_tasks(req, lm)
         if not items:
             raise WorkbenchError("no benchmark items selected")
-        index = NgramIndex([it.text for it in items], req.ngram)
+        ignored = shared_ngrams(builts, req.ngram, req.ignore_shared) if req.ignore_shared else set()
+        index = NgramIndex([it.text for it in items], req.ngram, ignored)
         corpus = scan_corpus(index, files, req.text_field, progress=progress)
         total, hit = index.item_counts()
         overlap = np.where(total > 0, hit / np.maximum(total, 1), np.nan)
@@ -652,7 +676,11 @@ def run_contamination(req: ContaminationRequest, *, store: str | Path | None = N
         "request": asdict(req),
         "ngram": req.ngram,
         "min_overlap": req.min_overlap,
-        "rule": "any n-gram in the corpus" if req.min_overlap == 0 else f"overlap >= {req.min_overlap}",
+        "rule": ("any n-gram in the corpus" if req.min_overlap == 0 else f"overlap >= {req.min_overlap}")
+                + (f"; n-grams in more than {req.ignore_shared} benchmark items ignored ({len(ignored)})"
+                   if req.ignore_shared else ""),
+        "ignore_shared": req.ignore_shared,
+        "n_ignored_ngrams": len(ignored),
         "normalisation": NORMALISATION,
         "corpus": corpus,
         "tasks": task_meta,
