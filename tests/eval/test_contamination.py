@@ -242,7 +242,9 @@ def test_bad_corpus_input_is_one_line_exit_2_and_nothing_written(run_cli, tmp_pa
     not_json.write_text('{"text": "ok"}\n{"text": \n')
     latin1 = tmp_path / "latin1.txt"
     latin1.write_bytes("caf\xe9 cr\xe8me ".encode("latin-1") * 10)
-    cases = {str(tmp_path / "nope"): "does not exist", str(binary): "not UTF-8 text (it contains NUL bytes)",
+    garbage = tmp_path / "table.parquet"
+    garbage.write_bytes(b"PAR1" + b"\x01" * 64 + b"PAR1")
+    cases = {str(garbage): "is not a readable Parquet file", str(tmp_path / "nope"): "does not exist", str(binary): "not UTF-8 text (it contains NUL bytes)",
              str(empty): "is empty", str(blank): "holds no words", str(empty_doc): "line 2: empty document",
              str(not_json): "line 2 is not JSON", str(latin1): "not UTF-8 text (invalid UTF-8"}
     for path, message in cases.items():

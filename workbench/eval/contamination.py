@@ -119,6 +119,7 @@ def _janitor_module():
     return janitor
 
 
+@functools.lru_cache(maxsize=1)
 def normalizer():
     """lm-eval's Janitor normalisation (a str -> str function)."""
     return _janitor_module().Janitor().normalize_string
@@ -353,6 +354,8 @@ def _parquet_file(cf: CorpusFile, text_field: str):
 
 
 def _parquet_documents(cf: CorpusFile, text_field: str) -> Iterator[tuple[str, bool]]:
+    import pyarrow as pa
+
     pf = _parquet_file(cf, text_field)
     row = 0
     try:
@@ -360,8 +363,8 @@ def _parquet_documents(cf: CorpusFile, text_field: str) -> Iterator[tuple[str, b
             for value in batch.column(0).to_pylist():
                 row += 1
                 yield _document_text({text_field: value}, text_field, f"{cf.path} row {row}"), True
-    except OSError as exc:
-        raise CorpusError(f"cannot read corpus file {cf.path}: {exc}") from None
+    except (OSError, pa.ArrowException) as exc:
+        raise CorpusError(f"cannot read corpus file {cf.path} after row {row}: {exc}") from None
     cf.bytes, cf.sha256 = cf.path.stat().st_size, sha256_file(cf.path)
 
 
