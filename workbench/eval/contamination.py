@@ -132,7 +132,7 @@ def item_ngrams(text: str, n: int) -> set[str]:
 
 
 def _token_hashes(words: Sequence[str]) -> np.ndarray:
-    return np.fromiter((hash(w) for w in words), dtype=np.int64, count=len(words)).view(np.uint64)
+    return np.fromiter(map(hash, words), dtype=np.int64, count=len(words)).view(np.uint64)
 
 
 def window_hashes(token_hashes: np.ndarray, n: int) -> np.ndarray:
