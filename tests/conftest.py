@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -92,12 +93,51 @@ def run_cli(tmp_path):
     return run
 
 
-def derive_run(store, src: str, dst: str, edit) -> None:
-    """Publish run `dst`: run `src` with its samples passed through `edit(df) -> df` and metrics recomputed
-    (through the store, so the new run's file digests are its own)."""
+@dataclass
+class CliResult:
+    """What one in-process `workbench` call returned and printed."""
+
+    rc: int
+    out: str
+    err: str
+
+    def error_line(self, *needles: str) -> str:
+        """The CLI's contract for bad input: exit 2, no traceback, exactly one `workbench: error:` line, naming
+        each of `needles`; returns that line."""
+        assert "Traceback" not in self.err, self.err
+        lines = [line for line in self.err.splitlines() if line.startswith("workbench: error:")]
+        assert self.rc == 2 and len(lines) == 1, (self.rc, self.out[-500:], self.err[-2000:])
+        for needle in needles:
+            assert needle in lines[0], lines[0]
+        return lines[0]
+
+
+@pytest.fixture
+def wb(capsys):
+    """Run `workbench ARGS...` in this process (argparse exits become the return code); returns a CliResult.
+    An exception the CLI does not turn into an error line propagates, failing the test with its traceback."""
+    from workbench.cli import main
+
+    def run(*argv: object) -> CliResult:
+        try:
+            rc = main([str(a) for a in argv])
+        except SystemExit as exc:
+            rc = exc.code
+        captured = capsys.readouterr()
+        return CliResult(rc, captured.out, captured.err)
+
+    return run
+
+
+def derive_run(store, src: str, dst: str, edit, manifest_edit=None) -> None:
+    """Publish run `dst`: run `src` with its samples passed through `edit(df) -> df` (and its manifest through
+    `manifest_edit(dict) -> dict`) and metrics recomputed (through the store, so the new run's file digests
+    are its own)."""
     from workbench.eval.harness import compute_metrics
 
     run = store.load(src)
     df = edit(run.samples)
     manifest = {k: v for k, v in run.manifest.items() if k not in ("run_id", "status", "files")}
+    if manifest_edit is not None:
+        manifest = manifest_edit(manifest)
     store.publish(store.create(dst, manifest), df, compute_metrics(df, manifest, 0))

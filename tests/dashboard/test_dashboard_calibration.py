@@ -41,8 +41,8 @@ def test_compare_page_draws_reliability_diagrams(data):
     assert [(g["run"], g["scope"]) for g in grid] == [(r.run_id, f"[{r.scope.name}]" if r.scope.kind == "group"
                                                        else r.scope.name) for r in ref]
     for g, r in zip(grid, ref):
-        assert g["ece (lower is better)"] == pytest.approx(r.estimates["ece"].value, abs=1e-3)
-        assert g["brier (lower is better)"] == pytest.approx(r.estimates["brier"].value, abs=1e-3)
+        assert g["ece ↓"] == pytest.approx(r.estimates["ece"].value, abs=1e-3)
+        assert g["brier ↓"] == pytest.approx(r.estimates["brier"].value, abs=1e-3)
     fig = nodes["cmp-reliability"].figure
     curves = [t for t in fig.data if t.name]          # one per run and scope; the diagonals have no name
     assert len(curves) == len(ref)

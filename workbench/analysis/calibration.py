@@ -40,7 +40,8 @@ def calibration_rows(c: Comparison, *, n_boot: int = 2000, seed: int = 0) -> lis
         for run in c.runs:
             df = c.items[run.run_id]
             part = df.loc[scope_mask(df, scope)]
-            if cal.CONFIDENCE not in part.columns or not part[cal.CONFIDENCE].notna().any():
+            if any(col not in part.columns for col in (cal.CONFIDENCE, cal.CORRECT)) or \
+                    not part[cal.CONFIDENCE].notna().any():
                 continue
             # Accuracy on the calibrated items only: the accuracy their confidence is compared with.
             calibrated = part[part[cal.CONFIDENCE].notna()]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,8 @@ from workbench.analysis.calibration import METRICS as CALIBRATION_METRICS
 from workbench.analysis.calibration import CalibrationRow, calibration_rows
 from workbench.analysis.compare import Comparison, PairedRow, headline_scopes, model_label
 from workbench.analysis.contamination import ContaminationSplit
-from workbench.errors import WorkbenchError
+from workbench.analysis.figures import forest, paired_rows, reliability
+from workbench.errors import WorkbenchError, describe_os_error
 from workbench.store.samples import fmt
 
 SECTIONS = ("Runs", "Leaderboard", "Paired deltas per task", "Paired deltas per subject", "Forest plot",
@@ -243,60 +245,8 @@ def _leaderboard_figure(c: Comparison):
 
 
 def _forest_figure(c: Comparison, alpha: float):
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
-    rows = [p for p in c.paired if p.primary and p.stats.n > 0]
-    for cand in dict.fromkeys(p.candidate for p in rows):
-        part = [p for p in rows if p.candidate == cand]
-        labels = [(f"[{p.scope.name}]" if p.scope.kind == "group" else p.scope.name) for p in part]
-        fig.add_scatter(
-            name=cand, x=[p.stats.delta for p in part], y=labels, mode="markers",
-            marker=dict(size=9, symbol=["diamond" if p.scope.kind == "group" else "circle" for p in part],
-                        color=["#c0392b" if _mark(p, alpha) else "#34495e" for p in part]),
-            error_x=dict(type="data", symmetric=False, array=[p.stats.ci95_high - p.stats.delta for p in part],
-                         arrayminus=[p.stats.delta - p.stats.ci95_low for p in part]),
-            customdata=[[p.stats.n, p.p_adjusted, p.metric] for p in part],
-            hovertemplate="%{y}: Δ=%{x:.3f}<br>n=%{customdata[0]}, p_adj=%{customdata[1]:.3g} (%{customdata[2]})<extra></extra>",
-        )
-    fig.add_vline(x=0, line_dash="dash", line_color="#888")
-    fig.update_layout(xaxis_title="Δ candidate − baseline (paired bootstrap 95% CI)", height=max(300, 28 * len(rows) + 120),
-                      margin=dict(t=30), yaxis=dict(autorange="reversed"), legend=dict(orientation="h", y=-0.15))
-    return fig
-
-
-def reliability_figure(c: Comparison, rows: Sequence[CalibrationRow]):
-    """Reliability diagrams: accuracy against mean confidence in each equal-mass bin, one panel per scope,
-    one trace per run; the diagonal is perfect calibration."""
-    from plotly.subplots import make_subplots
-
-    scopes = list(dict.fromkeys(r.scope for r in rows))
-    cols = min(3, max(1, len(scopes)))
-    nrows = max(1, -(-len(scopes) // cols))
-    fig = make_subplots(rows=nrows, cols=cols, subplot_titles=[s.name for s in scopes] or [""],
-                        horizontal_spacing=0.06, vertical_spacing=0.12 if nrows > 1 else 0.1)
-    palette = ["#2e86c1", "#c0392b", "#27ae60", "#8e44ad", "#d68910", "#17a589"]
-    run_ids = [r.run_id for r in c.runs]
-    for i, scope in enumerate(scopes):
-        row, col = i // cols + 1, i % cols + 1
-        fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dash", color="#999"), showlegend=False,
-                        hoverinfo="skip", row=row, col=col)
-        for r in (x for x in rows if x.scope == scope):
-            k = run_ids.index(r.run_id)
-            ece = r.estimates.get("ece")
-            fig.add_scatter(
-                x=[b["confidence"] for b in r.bins], y=[b["accuracy"] for b in r.bins], mode="lines+markers",
-                name=f"{model_label(c.runs[k])} · {r.run_id}", legendgroup=r.run_id, showlegend=i == 0,
-                line=dict(color=palette[k % len(palette)]),
-                marker=dict(size=[6 + 10 * b["n"] / max(max(x["n"] for x in r.bins), 1) for b in r.bins]),
-                customdata=[[b["n"], ece.value if ece else float("nan")] for b in r.bins],
-                hovertemplate="confidence %{x:.3f}<br>accuracy %{y:.3f}<br>n=%{customdata[0]} · ECE %{customdata[1]:.3f}"
-                              "<extra></extra>", row=row, col=col)
-        fig.update_xaxes(range=[0, 1], row=row, col=col)
-        fig.update_yaxes(range=[0, 1], row=row, col=col)
-    fig.update_layout(height=320 * nrows + 80, margin=dict(t=40), legend=dict(orientation="h", y=-0.08),
-                      xaxis_title="mean confidence (equal-mass bins)", yaxis_title="accuracy")
-    return fig
+    """The dashboard's forest plot: headline rows, each candidate in its own colour and offset."""
+    return forest([r for r in paired_rows(c, alpha) if not r["subject"]])
 
 
 def to_html(c: Comparison, *, alpha: float = 0.05, calibration: Sequence[CalibrationRow] | None = None,
@@ -318,29 +268,46 @@ def to_html(c: Comparison, *, alpha: float = 0.05, calibration: Sequence[Calibra
         paired_tasks=_paired_table(_task_rows(c), c, alpha), paired_subjects=_paired_table(_subject_rows(c), c, alpha),
         forest_figure=_forest_figure(c, alpha).to_html(full_html=False, include_plotlyjs=False, config=config),
         calibration_note=_CALIBRATION_NOTE, calibration=_calibration_table(c, calibration),
-        reliability_figure=reliability_figure(c, calibration).to_html(full_html=False, include_plotlyjs=False,
-                                                                      config=config) if calibration else "",
+        reliability_figure=reliability(c, calibration).to_html(full_html=False, include_plotlyjs=False,
+                                                              config=config) if calibration else "",
         contamination_intro=_contamination_intro(contamination),
         contamination=_contamination_table(contamination, c, alpha),
         flips=flips, manifest_diff=_diff_table(c))
 
 
-def write_report(c: Comparison, out_dir: str | Path, *, alpha: float = 0.05,
-                 calibration: Sequence[CalibrationRow] | None = None,
-                 contamination: ContaminationSplit | None = None) -> ReportPaths:
-    """Write <name>.html and <name>.md into out_dir (created if needed)."""
-    calibration = calibration_rows(c) if calibration is None else calibration
+def report_dir(out_dir: str | Path) -> Path:
+    """The report directory, created if needed; WorkbenchError now (before any comparison is computed) if
+    it cannot be written."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise WorkbenchError(f"--out {out} is a file; give a directory for the report")
-    name = report_name(c)
-    paths = ReportPaths(out / f"{name}.html", out / f"{name}.md")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        paths.html.write_text(to_html(c, alpha=alpha, calibration=calibration, contamination=contamination),
-                              encoding="utf-8")
-        paths.markdown.write_text(to_markdown(c, alpha=alpha, calibration=calibration, contamination=contamination),
-                                  encoding="utf-8")
     except OSError as exc:
         raise WorkbenchError(f"cannot write the report into {out}: {exc.strerror or exc}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise WorkbenchError(f"cannot write the report into {out}: not writable")
+    return out
+
+
+def write_report(c: Comparison, out_dir: str | Path, *, alpha: float = 0.05,
+                 calibration: Sequence[CalibrationRow] | None = None,
+                 contamination: ContaminationSplit | None = None) -> ReportPaths:
+    """Write <name>.html and <name>.md into out_dir (created if needed): both whole, or neither."""
+    out = report_dir(out_dir)
+    calibration = calibration_rows(c) if calibration is None else calibration
+    name = report_name(c)
+    paths = ReportPaths(out / f"{name}.html", out / f"{name}.md")
+    texts = {paths.html: to_html(c, alpha=alpha, calibration=calibration, contamination=contamination),
+             paths.markdown: to_markdown(c, alpha=alpha, calibration=calibration, contamination=contamination)}
+    tmps = {path: path.with_name(f".{path.name}.tmp") for path in texts}
+    try:
+        for path, text in texts.items():
+            tmps[path].write_text(text, encoding="utf-8")
+        for path, tmp in tmps.items():
+            os.replace(tmp, path)
+    except OSError as exc:
+        for tmp in tmps.values():
+            tmp.unlink(missing_ok=True)
+        raise WorkbenchError(describe_os_error(exc, f"the report into {out}")) from None
     return paths

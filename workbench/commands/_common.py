@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from workbench import settings
+from workbench.argtypes import path
 
 
 def _parent(add: Callable[[argparse.ArgumentParser], None]) -> argparse.ArgumentParser:
@@ -15,9 +16,9 @@ def _parent(add: Callable[[argparse.ArgumentParser], None]) -> argparse.Argument
     return p
 
 
-STORE = _parent(lambda p: p.add_argument("--store", help=settings.STORE_HELP))
-ARTIFACTS = _parent(lambda p: p.add_argument("--artifacts", help=settings.ARTIFACTS_HELP))
-DATA = _parent(lambda p: p.add_argument("--data-dir", help=settings.DATA_HELP))
+STORE = _parent(lambda p: p.add_argument("--store", type=path, help=settings.STORE_HELP))
+ARTIFACTS = _parent(lambda p: p.add_argument("--artifacts", type=path, help=settings.ARTIFACTS_HELP))
+DATA = _parent(lambda p: p.add_argument("--data-dir", type=path, help=settings.DATA_HELP))
 JSON = _parent(lambda p: p.add_argument("--json", action="store_true", help="machine-readable output (JSON)"))
 
 

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from workbench.analysis.stats import CORRECTIONS
-from workbench.argtypes import float_in
+from workbench.argtypes import float_in, path, rng_seed
 from workbench.commands import command
 from workbench.commands._common import JSON, STORE, json_safe
 
@@ -15,9 +15,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from workbench.analysis.calibration import calibration_rows
     from workbench.analysis.compare import compare_runs, load_runs
     from workbench.analysis.contamination import split_by_contamination
-    from workbench.analysis.report import write_report
+    from workbench.analysis.report import report_dir, write_report
     from workbench.store.contamination import ContaminationStore
 
+    report_dir(args.out)  # an unwritable --out fails before the comparison is computed
     result = ContaminationStore(args.store).load(args.contamination) if args.contamination else None
     comparison = compare_runs(load_runs(args.runs, args.store), correction=args.correction, seed=args.seed,
                               allow_config_diff=args.allow_config_diff)
@@ -58,7 +59,7 @@ def register(subparsers: Any) -> None:
                     "items (--contamination), flipped items and a manifest diff.",
         epilog="Example: workbench compare RUN_A RUN_B --out reports/ --json")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run ids; the first is the baseline")
-    p.add_argument("--out", default="reports", help="report directory (default: reports/)")
+    p.add_argument("--out", type=path, default="reports", help="report directory (default: reports/)")
     p.add_argument("--correction", default="holm", choices=list(CORRECTIONS),
                    help="multiple-comparison correction across tasks and subjects (default holm)")
     p.add_argument("--alpha", type=float_in(0, 1, low_open=True, high_open=True), default=0.05,
@@ -67,5 +68,5 @@ def register(subparsers: Any) -> None:
                    help="compare runs scored under different settings (judge, sandbox limits); the report shows them")
     p.add_argument("--contamination", metavar="ID",
                    help="a contamination result (`workbench contamination`): accuracy on clean vs contaminated items")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--seed", type=rng_seed, default=0, help="bootstrap seed (default 0)")
     p.set_defaults(func=cmd_compare)

@@ -6,7 +6,7 @@ import json
 import sys
 from typing import Any
 
-from workbench.argtypes import csv, float_in, int_at_least
+from workbench.argtypes import csv, float_in, int_at_least, rng_seed
 from workbench.commands import command
 from workbench.commands._common import DATA, JSON, STORE, json_safe
 from workbench.errors import WorkbenchError
@@ -41,24 +41,36 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from workbench.store import RunStore
 
     store = RunStore(args.store)
+    started: list[str] = []
+
+    def on_start(rid: str) -> None:
+        started.append(rid)
+        note = f"resuming run {rid}" if args.resume is not None else f"run {rid} started (store: {store.root})"
+        print(note, file=sys.stderr, flush=True)
+
     scoring_flags = (args.refusal_judge, args.judge_model, args.sandbox_timeout, args.sandbox_memory)
-    if args.resume:
-        if args.model or args.tasks or args.suite or any(v is not None for v in scoring_flags):
-            raise WorkbenchError("--resume repeats the interrupted run's own settings; drop --model/--tasks/--suite "
-                                 "and the scoring options")
-        run = run_eval(store=store, resume=args.resume, progress=not args.no_progress,
-                       on_start=lambda rid: print(f"resuming run {rid}", file=sys.stderr, flush=True))
-    else:
-        if not args.model:
-            raise WorkbenchError("--model is required (e.g. --model smollm2-135m); see `workbench models list`")
-        req = EvalRequest(
-            model=args.model, tasks=csv(args.tasks) if args.tasks else [], suite=args.suite, limit=args.limit,
-            num_fewshot=args.num_fewshot, data_dir=args.data_dir, seed=args.seed, batch_size=args.batch_size,
-            dtype=args.dtype, chunk_size=args.chunk_size, refusal_judge=args.refusal_judge,
-            judge_model=args.judge_model, sandbox_timeout_s=args.sandbox_timeout, sandbox_memory_mb=args.sandbox_memory,
-        )
-        run = run_eval(req, store=store, run_id=args.run_id, progress=not args.no_progress,
-                       on_start=lambda rid: print(f"run {rid} started (store: {store.root})", file=sys.stderr, flush=True))
+    try:
+        if args.resume is not None:
+            if args.model or args.tasks or args.suite or any(v is not None for v in scoring_flags):
+                raise WorkbenchError("--resume repeats the interrupted run's own settings; drop --model/--tasks/--suite "
+                                     "and the scoring options")
+            run = run_eval(store=store, resume=args.resume, progress=not args.no_progress, on_start=on_start)
+        else:
+            if not args.model:
+                raise WorkbenchError("--model is required (e.g. --model smollm2-135m); see `workbench models list`")
+            req = EvalRequest(
+                model=args.model, tasks=csv(args.tasks) if args.tasks else [], suite=args.suite, limit=args.limit,
+                num_fewshot=args.num_fewshot, data_dir=args.data_dir, seed=args.seed, batch_size=args.batch_size,
+                dtype=args.dtype, chunk_size=args.chunk_size, refusal_judge=args.refusal_judge,
+                judge_model=args.judge_model, sandbox_timeout_s=args.sandbox_timeout,
+                sandbox_memory_mb=args.sandbox_memory,
+            )
+            run = run_eval(req, store=store, run_id=args.run_id, progress=not args.no_progress, on_start=on_start)
+    except KeyboardInterrupt:
+        if not started:
+            raise
+        raise KeyboardInterrupt(f"run {started[0]} is kept and can be continued with "
+                                f"`workbench eval --resume {started[0]}`") from None
     if args.json:
         print(json.dumps(json_safe({"run_id": run.run_id, "metrics": run.metrics}), indent=2))
     else:
@@ -86,7 +98,7 @@ def register(subparsers: Any) -> None:
     sel.add_argument("--suite", help="a named suite from benchmarks/suites.yaml (quick, full, safety)")
     e.add_argument("--limit", type=int_at_least(1), help="evaluate the first N docs of each task (as lm-eval's --limit)")
     e.add_argument("--num-fewshot", type=int_at_least(0), help="override few-shot count (tasks that pin 0 keep 0)")
-    e.add_argument("--seed", type=int, default=1234, help="seed for subsets, few-shot draws and bootstrap (default 1234)")
+    e.add_argument("--seed", type=rng_seed, default=1234, help="seed for subsets, few-shot draws and bootstrap (default 1234)")
     e.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run with its recorded settings")
     e.add_argument("--run-id", help=argparse.SUPPRESS)
     e.add_argument("--batch-size", type=int_at_least(1), default=8, help="contexts per forward pass (default 8)")

@@ -9,6 +9,7 @@ import argparse
 import sys
 from typing import Any
 
+from workbench.argtypes import path
 from workbench.commands import command
 from workbench.commands._common import ARTIFACTS
 from workbench.errors import WorkbenchError
@@ -23,7 +24,7 @@ def _prompts(tool: Any, args: argparse.Namespace) -> Any:
         return Prompts([])
     typed = args.prompt if isinstance(args.prompt, list) else ([args.prompt] if args.prompt else [])
     if args.run or args.sample:
-        if typed and tool.prompt == "one":
+        if typed and tool.prompt != "many":
             raise WorkbenchError("give either --prompt or --run/--sample, not both")
         if not (args.run and args.sample):
             raise WorkbenchError("--run and --sample go together (a stored run id and a sample's doc_id)")
@@ -66,7 +67,7 @@ def _add_tool(sub: Any, tool: Any) -> None:
         p.add_argument("--run", help="take the prompt from this stored eval run ...")
         p.add_argument("--sample", help="... and this sample's doc_id")
         p.add_argument("--task", help="the sample's task, when several tasks of the run share the doc_id")
-        p.add_argument("--store", help=STORE_HELP)
+        p.add_argument("--store", type=path, help=STORE_HELP)
     for a in tool.args:
         p.add_argument(*a.flags, **a.options)
     p.add_argument("--quiet", action="store_true", help="print only the artifact id")

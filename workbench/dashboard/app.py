@@ -19,6 +19,7 @@ from dash import Input, Output, State, dcc, html, no_update  # noqa: E402
 
 from workbench.dashboard import figures as F  # noqa: E402
 from workbench.dashboard import pages  # noqa: E402
+from workbench.dashboard import views as V  # noqa: E402
 from workbench.dashboard.data import DashboardData  # noqa: E402
 from workbench.errors import WorkbenchError  # noqa: E402
 
@@ -59,21 +60,32 @@ def create_app(store_dir: str | os.PathLike | None = None, artifacts_dir: str | 
     def leaderboard_actions(selected):
         return pages.leaderboard_actions(selected)
 
-    @app.callback(Output("se-grid", "rowData"), Output("se-status", "children"), Input("se-task", "value"),
-                  Input("se-correct", "value"), Input("se-flip", "value"), Input("se-baseline", "value"),
-                  State("se-run", "data"), prevent_initial_call=True)
+    @app.callback(Output("lb-plot-box", "children"), Input("lb-grid", "virtualRowData"),
+                  Input("lb-grid", "selectedRows"), State("lb-columns", "data"), prevent_initial_call=True)
+    def leaderboard_plot(rows, selected, columns):
+        return pages.leaderboard_plot(columns or [], rows, selected)
+
+    @app.callback(Output("se-grid", "rowData"), Output("se-status", "children"), Output("se-grid", "columnDefs"),
+                  Input("se-task", "value"), Input("se-correct", "value"), Input("se-flip", "value"),
+                  Input("se-baseline", "value"), State("se-run", "data"), prevent_initial_call=True)
     def filter_samples(tasks, correct, flip, baseline, run_id):
         try:
-            return pages.samples_grid_rows(data, run_id, baseline, tasks, correct, flip)
+            rows, status = pages.samples_grid_rows(data, run_id, baseline, tasks, correct, flip)
         except WorkbenchError as exc:
-            return [], str(exc)
+            return [], str(exc), no_update
+        # The baseline's answer column comes and goes with the baseline; other filters keep the columns as set.
+        columns = pages.sample_columns(bool(baseline)) if dash.ctx.triggered_id == "se-baseline" else no_update
+        return rows, status, columns
 
     @app.callback(Output("se-detail", "children"), Input("se-grid", "selectedRows"), State("se-run", "data"),
-                  prevent_initial_call=True)
-    def show_sample(selected, run_id):
+                  State("se-baseline", "value"), prevent_initial_call=True)
+    def show_sample(selected, run_id, baseline):
         if not selected:
             return no_update
-        return pages.detail_panel(data, run_id, selected[0]["key"])
+        try:
+            return pages.detail_panel(data, run_id, selected[0]["key"], baseline)
+        except WorkbenchError as exc:
+            return pages.error_box(str(exc))
 
     @app.callback(Output("attn-pattern", "figure"), Input("attn-layer", "value"), Input("attn-head", "value"),
                   State("artifact-id", "data"), prevent_initial_call=True)
@@ -85,6 +97,17 @@ def create_app(store_dir: str | os.PathLike | None = None, artifacts_dir: str | 
                   prevent_initial_call=True)
     def attention_scores(metric, artifact_id):
         return F.head_score_overview(data.artifact(artifact_id).head_scores, metric)
+
+    @app.callback(Output("trace-state", "figure"), Output("trace-mlp", "figure"), Output("trace-attn", "figure"),
+                  Input("trace-fact", "value"), State("artifact-id", "data"), prevent_initial_call=True)
+    def trace_fact(fact, artifact_id):
+        return tuple(V.trace_figures(data.artifact(artifact_id), int(fact or 0)))
+
+    @app.callback(Output("circuit-graph", "figure"), Output("circuit-faithfulness", "figure"),
+                  Input("circuit-method", "value"), Input("circuit-k", "value"), State("circuit-ks", "data"),
+                  State("artifact-id", "data"), prevent_initial_call=True)
+    def circuit_k(method, index, ks, artifact_id):
+        return V.circuit_figures(data.artifact(artifact_id), method, int(ks[int(index)]))
 
     @app.callback(Output("job-id", "data"), Output("job-poll", "disabled"), Output("job-status", "children"),
                   Input("job-create", "n_clicks"), State("job-tool", "value"), State("job-sample", "data"),

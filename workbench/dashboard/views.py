@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 from dash import dcc, html
 
+from workbench.analysis.text import as_text, clip, neutralize_bidi
 from workbench.dashboard import figures as F
 from workbench.registry import Registry
 
@@ -34,22 +36,22 @@ def graph(fig, id_: str | None = None) -> dcc.Graph:
 
 def provenance(result: Any) -> html.Div:
     m = result.meta
-    src = m.source or {}
-    items = [html.Li(["model: ", html.Code(str(m.model.get("spec")))]),
-             html.Li(["created: ", str(m.created)]),
-             html.Li(["parameters: ", html.Code(", ".join(f"{k}={_clip(v)}" for k, v in sorted(m.params.items())))])]
-    if src.get("run_id"):
-        href = f"/samples/{src['run_id']}?task={src.get('task', '')}&sample={src.get('task', '')}%23{src.get('doc_id', '')}"
-        items.append(html.Li(["source: ", dcc.Link(f"{src['run_id']} / {src.get('task')} #{src.get('doc_id')}",
+    src = m.source if isinstance(m.source, dict) else {}
+    model = m.model if isinstance(m.model, dict) else {"spec": m.model}
+    items = [html.Li(["model: ", html.Code(clip(model.get("spec"), 200))]),
+             html.Li(["created: ", clip(m.created, 40)]),
+             html.Li(["parameters: ", html.Code(", ".join(f"{k}={'–' if v is None else clip(v, 100)}"
+                                                         for k, v in sorted(m.params.items()) if k != "weights"))])]
+    if m.params.get("weights"):  # a quantized run's job ran on its unquantized weights (dashboard jobs)
+        items.append(html.Li(["weights: ", clip(m.params["weights"], 400)], id="artifact-weights"))
+    if isinstance(src.get("run_id"), str):
+        task, doc = str(src.get("task", "")), str(src.get("doc_id", ""))
+        href = f"/samples/{quote(src['run_id'])}?task={quote(task)}&sample={quote(task + '#' + doc)}"
+        items.append(html.Li(["source: ", dcc.Link(as_text(f"{src['run_id']} / {task} #{doc}"),
                                                    href=href, id="artifact-source-link")]))
-    prompts = [html.Pre(p, className="prompt") for p in m.prompts[:4]]
+    prompts = [html.Pre(as_text(p), className="prompt") for p in m.prompts[:4]]
     return html.Div([html.Ul(items), html.Details([html.Summary(f"prompt{'s' if len(m.prompts) > 1 else ''}"), *prompts],
                                                  open=len(m.prompts) == 1)], className="provenance")
-
-
-def _clip(value: Any, n: int = 100) -> str:
-    text = str(value)
-    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 def _tokens(result: Any, i: int = 0) -> list[str]:
@@ -70,8 +72,11 @@ def attention_view(r: Any) -> list:
         html.Div([html.Label("Head score"), dcc.RadioItems(id="attn-score", options=metrics, value=metrics[0], inline=True)],
                  className="controls"),
         graph(F.head_score_overview(r.head_scores, metrics[0]), "attn-overview"),
-        html.P("Induction heads (score above threshold): "
-               + (", ".join(f"L{int(l)}H{int(h)} ({s:.2f})" for l, h, s in r.induction_heads) or "none"),
+        html.P(f"Induction heads (score above threshold{' at every length and seed' if r.by_setting is not None else ''}): "
+               + (", ".join(f"L{int(l)}H{int(h)} ({s:.2f})" for l, h, s in r.induction_heads) or "none")
+               + ("; unstable (above at some settings only): "
+                  + ", ".join(f"L{int(l)}H{int(h)} ({m:.2f}, range {lo:.2f}–{hi:.2f})" for l, h, m, lo, hi in r.unstable_heads)
+                  if r.unstable_heads else ""),
                className="note"),
     ]
 
@@ -80,28 +85,50 @@ _PATCH_FAMILIES = (("resid_pre", "residual stream (layer × position)"), ("head"
                    ("attn_out", "attention output by layer"), ("mlp_out", "MLP output by layer"))
 
 
+def _normalisable(r: Any) -> bool:
+    """Whether recovery (patched − corrupt) / (clean − corrupt) is defined: clean and corrupted differ."""
+    denom = r.clean_metric - r.corrupt_metric
+    return bool(np.isfinite(denom)) and abs(denom) >= 1e-6 * max(1.0, abs(r.clean_metric))
+
+
 @view("patching")
 def patching_view(r: Any) -> list:
     toks = _tokens(r)
-    out: list = [html.P(f"metric {r.metric}: clean {r.clean_metric:.3f}, corrupted {r.corrupt_metric:.3f}; "
-                        "cells show the metric's recovery when that activation is patched from clean into corrupted. "
-                        + ("AtP vs exact Pearson r: " + ", ".join(f"{k} {v:.3f}" for k, v in r.correlation.items())
-                           if r.correlation else ""), className="note")]
+    normalised = _normalisable(r)
+    what = ("cells show the normalised recovery (patched − corrupted) / (clean − corrupted) when that activation is "
+            "patched from the clean run into the corrupted one: 1 = fully restored, 0 = no effect; hover for the raw "
+            f"patched {r.metric}." if normalised else
+            f"clean and corrupted {r.metric} are (nearly) equal, so recovery is undefined: cells show the raw patched "
+            f"{r.metric}.")
+    out: list = [html.P(f"metric {r.metric}: clean {r.clean_metric:.3f}, corrupted {r.corrupt_metric:.3f}; {what} "
+                        + ("AtP vs exact Pearson r (on recovery): " + ", ".join(f"{k} {v:.3f}" for k, v in
+                                                                             r.correlation.items())
+                           if r.correlation else ""), className="note", id="patch-note")]
     for fam, label in _PATCH_FAMILIES:
         row = []
         for method in ("exact", "atp"):
-            z = getattr(r, f"{method}_{fam}", None)
-            if z is None:
+            raw = getattr(r, f"{method}_{fam}", None)
+            if raw is None:
                 continue
-            z = np.asarray(z, dtype=float)
+            raw = np.asarray(raw, dtype=float)
+            rec = r.effect(fam, method) if normalised else None  # the result's own normalisation
+            z = raw if rec is None else rec
             title = f"{'exact patching' if method == 'exact' else 'attribution patching'}: {label}"
+            name = "recovery" if rec is not None else f"patched {r.metric}"
             if z.ndim == 1:
-                fig = F.layer_lines({method: z}, title=title, yaxis="effect")
+                fig = F.layer_lines({name: z}, title=title, yaxis=name)
+                if rec is not None:  # the two reference levels: no effect and fully restored
+                    fig.add_hline(y=0, line_dash="dot", line_color="#888")
+                    fig.add_hline(y=1, line_dash="dot", line_color="#888")
             else:
                 x = F.token_labels(toks[: z.shape[1]]) if fam == "resid_pre" and len(toks) >= z.shape[1] else \
                     [str(i) for i in range(z.shape[1])]
+                top = max(1.0, float(np.nanmax(np.abs(z)))) if rec is not None and np.isfinite(z).any() else None
                 fig = F.heatmap(z, x=x, y=[f"L{l}" for l in range(z.shape[0])], title=title, colorscale="RdBu",
-                                zmid=0.0, xaxis="position" if fam == "resid_pre" else "head", yaxis="layer")
+                                zmid=0.0, zrange=(-top, top) if top else None, customdata=raw, colorbar=name,
+                                hovertemplate=f"%{{y}} · %{{x}}: {name} %{{z:.3f}}<br>patched {r.metric} "
+                                              "%{customdata:.4f}<extra></extra>",
+                                xaxis="position" if fam == "resid_pre" else "head", yaxis="layer")
             row.append(html.Div(graph(fig, f"patch-{method}-{fam}"), className="half"))
         if row:
             out.append(html.Div(row, className="row"))
@@ -112,10 +139,17 @@ def patching_view(r: Any) -> list:
 def probe_view(r: Any) -> list:
     by = r.by_layer
     best = by.loc[by["layer"] == r.best_layer].iloc[0] if (by["layer"] == r.best_layer).any() else by.iloc[0]
-    return [html.P(f"dataset {r.dataset}, pooling {r.pool}; best layer {r.best_layer}: accuracy "
-                   f"{best['accuracy']:.3f} [{best['ci95_low']:.3f}, {best['ci95_high']:.3f}], control "
-                   f"{best['control_accuracy']:.3f}, selectivity {best['selectivity']:.3f}", className="note"),
-            graph(F.probe_accuracy(by), "probe-accuracy"),
+    base = r.text_baseline
+    fig = F.probe_accuracy(by)
+    if base:
+        fig.add_hline(y=base["accuracy"], line_dash="dash", line_color="#7f8c8d",
+                      annotation_text=f"text-only baseline {base['accuracy']:.3f}", annotation_position="bottom right")
+    return [html.P(f"dataset {r.dataset}, pooling {r.pool}; layer {r.best_layer} (picked on the {r.selection} split): "
+                   f"test accuracy {best['accuracy']:.3f} [{best['ci95_low']:.3f}, {best['ci95_high']:.3f}], control "
+                   f"{best['control_accuracy']:.3f}, selectivity {best['selectivity']:.3f}"
+                   + (f"; text-only bag-of-words baseline {base['accuracy']:.3f} [{base['ci95_low']:.3f}, "
+                      f"{base['ci95_high']:.3f}]" if base else ""), className="note"),
+            graph(fig, "probe-accuracy"),
             graph(F.layer_lines({"selectivity": by["selectivity"].to_numpy()}, title="Selectivity (accuracy − control)",
                                 yaxis="Δ accuracy", height=300))]
 
@@ -123,7 +157,7 @@ def probe_view(r: Any) -> list:
 def highlighted_tokens(tokens: list[str], values: np.ndarray, id_: str) -> html.Div:
     """Tokens as text spans shaded by attribution (title shows the value)."""
     scale = float(np.max(np.abs(values))) if len(values) else 0.0
-    return html.Div([html.Span(t, title=f"{i}: {v:+.4f}", className="tok",
+    return html.Div([html.Span(neutralize_bidi(t), title=f"{i}: {v:+.4f}", className="tok",
                                style={"backgroundColor": F.token_color(float(v), scale)})
                      for i, (t, v) in enumerate(zip(tokens, values))], id=id_, className="tokens")
 
@@ -132,7 +166,8 @@ def highlighted_tokens(tokens: list[str], values: np.ndarray, id_: str) -> html.
 def attribution_view(r: Any) -> list:
     toks = _tokens(r)
     return [html.P(f"target {r.target!r} ({r.objective}); f(input) {r.f_input:.3f}, f(baseline) {r.f_baseline:.3f}, "
-                   f"completeness delta {r.delta:+.4f} ({r.relative_delta:.1%} of the difference)", className="note"),
+                   f"completeness delta {r.delta:+.4f} ({r.relative_delta:.1%} of the difference"
+                   + (f", {r.n_steps} steps" if r.n_steps else "") + ")", className="note"),
             html.H4("Integrated gradients"), highlighted_tokens(toks, np.asarray(r.ig), "attr-ig"),
             html.H4("Gradient × input"), highlighted_tokens(toks, np.asarray(r.grad_x_input), "attr-gxi"),
             graph(F.attribution_bars(toks, np.asarray(r.ig), "Integrated gradients per token"), "attr-bars")]
@@ -141,7 +176,15 @@ def attribution_view(r: Any) -> list:
 @view("logit_lens")
 def logit_lens_view(r: Any) -> list:
     toks = _tokens(r)
+    labels = F.token_labels(toks)
     out: list = []
+    if r.target_prob is not None:
+        tp = np.asarray(r.target_prob, dtype=float)
+        names = [labels[p] if -len(toks) <= p < len(toks) else str(p) for p in r.positions][: tp.shape[1]]
+        out += [html.P(["Target ", html.Code(repr(r.target), className="target"), ": its probability and rank at "
+                        "each layer (the residual stream read through the final norm and unembedding); highlighted in "
+                        "the tables below where it is among the top tokens."], className="note"),
+                graph(F.target_by_layer(tp, r.target_rank, names, r.target), "lens-target")]
     for pos in r.positions:
         part = r.top[r.top["position"] == pos]
         if part.empty:
@@ -151,19 +194,19 @@ def logit_lens_view(r: Any) -> list:
         body = []
         for layer, lp in part.groupby("layer", sort=True):
             cells = {int(x["rank"]): x for _, x in lp.iterrows()}
-            body.append(html.Tr([html.Td(str(layer))] + [
-                html.Td([html.Span(repr(str(cells[i]["token"])), className="tok"), f" {cells[i]['prob']:.3f}"]
-                        if i in cells else "" ) for i in range(k)]))
+            body.append(html.Tr([html.Td(str(layer))] + [_lens_cell(cells.get(i), r.target_id) for i in range(k)]))
         at = toks[pos] if -len(toks) <= pos < len(toks) else "?"
         out += [html.H4(["Top next tokens after position ", str(pos), " (", html.Code(repr(at)), ")"]),
                 html.Table([html.Thead(head), html.Tbody(body)], className="lens", id=f"lens-table-{pos}")]
-    if r.target_prob is not None:
-        tp = np.asarray(r.target_prob, dtype=float)
-        x = [F.token_labels(toks)[p] if -len(toks) <= p < len(toks) else str(p) for p in r.positions][: tp.shape[1]]
-        out.append(graph(F.heatmap(tp, x=x, y=[f"L{l}" for l in range(tp.shape[0])],
-                                   title=f"P(target {r.target!r}) by layer", xaxis="position", yaxis="layer"),
-                         "lens-target"))
     return out
+
+
+def _lens_cell(cell: Any, target_id: int | None) -> html.Td:
+    if cell is None:
+        return html.Td("")
+    hit = target_id is not None and int(cell["token_id"]) == int(target_id)
+    return html.Td([html.Span(repr(str(cell["token"])), className="tok"), f" {cell['prob']:.3f}"],
+                   className="target" if hit else None)
 
 
 @view("drift")
@@ -176,4 +219,88 @@ def drift_view(r: Any) -> list:
                                 yaxis="relative error"), "drift-error")]
 
 
-__all__ = ["view", "views", "provenance", "highlighted_tokens"]
+def trace_figures(r: Any, fact: int) -> list:
+    """One fact's three causal-trace heatmaps (an empty figure for a kind not traced)."""
+    import plotly.graph_objects as go
+
+    f = r.facts.iloc[fact]
+    figs = []
+    for kind in ("state", "mlp", "attn"):
+        if kind in r.kinds:
+            title = f"Restoring {F.TRACE_LABELS[kind]}" + (f" (window {r.window})" if kind != "state" else "") + \
+                f" · P({f['target']!r}) clean {f['clean_prob']:.3f}, corrupted {f['corrupt_prob']:.3f}"
+            figs.append(F.trace_heatmap(r.grid(kind, fact), _tokens(r, fact), int(f["subject_start"]),
+                                        int(f["subject_end"]), kind, title))
+        else:
+            figs.append(go.Figure().update_layout(title=f"{kind}: not traced", height=200))
+    return figs
+
+
+@view("trace")
+def trace_view(r: Any) -> list:
+    f = r.facts
+    head = (f"{len(f)} fact(s) traced" + (f" ({r.qualified} qualified of {r.tried} tried in {r.dataset})" if r.dataset else "")
+            + f"; noise {r.noise:.4f} ({r.noise_rule}, embedding sigma {r.sigma:.4f}), {r.samples} noise samples, "
+            f"window {r.window}. Mean P(target): clean {f['clean_prob'].mean():.3f}, corrupted "
+            f"{f['corrupt_prob'].mean():.3f}. Subject tokens are starred.")
+    opts = [{"label": f"{i}: {row.subject} → {row.target!r}", "value": i} for i, row in enumerate(f.itertuples())]
+    out: list = [html.P(head, className="note"),
+                 html.Div([html.Label("Fact"), dcc.Dropdown(id="trace-fact", options=opts, value=0, clearable=False)],
+                          className="controls", style={} if len(f) > 1 else {"display": "none"})]
+    out.append(html.Div([html.Div(graph(fig, f"trace-{kind}"), className="third")
+                         for kind, fig in zip(("state", "mlp", "attn"), trace_figures(r, 0))], className="row"))
+    if len(f) > 1 or r.dataset:
+        out.append(html.H4(f"Average indirect effect over {len(f)} facts, by token role"))
+        out.append(html.Div([html.Div(graph(F.role_heatmap(r.average(k), r.roles, k,
+                                                           f"Average indirect effect: {F.TRACE_LABELS[k]}"),
+                                            f"trace-avg-{k}"), className="third") for k in r.kinds], className="row"))
+        peaks = [f"{k}: {v:+.4f} at layer {l}, {role} token" for k, (l, role, v) in ((k, r.peak(k)) for k in r.kinds)]
+        out.append(html.P("Peak average effects: " + "; ".join(peaks), className="note"))
+    return out
+
+
+def _circuit_k_options(r: Any) -> list[int]:
+    n = int(r.graph["n_edges"])
+    ks = {k for k in (5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500) if k <= n}
+    ks |= {int(s["k"]) for s in r.smallest.values() if s and s["k"] <= 500}
+    return sorted(ks) or [n]
+
+
+def circuit_figures(r: Any, method: str, k: int) -> tuple[Any, Any]:
+    """(network of the top-K edges of `method` on input -> logits paths, faithfulness curve marked at K)."""
+    e = r.circuit_edges(method, k)
+    g = r.graph
+    fig = F.circuit_graph(e, method, g["n_layers"], g["n_heads"], g["n_kv"],
+                          f"Top {k} edges by |{method}| ({len(e)} on input→logits paths)")
+    return fig, F.faithfulness_curve(r.faithfulness, r.threshold, k)
+
+
+@view("circuit")
+def circuit_view(r: Any) -> list:
+    lines = [f"task {r.task} (n={r.n}), metric {r.metric}: clean {r.clean_metric:.3f}, corrupted {r.corrupt_metric:.3f}; "
+             f"{r.graph['n_edges']} edges ({r.graph['n_layers']} layers, {r.graph['n_heads']} heads, "
+             f"{r.graph['n_kv']} KV heads: an edge into k/v feeds a whole KV group)."]
+    for m in r.methods:
+        s = r.smallest.get(m)
+        c = r.rank_correlation.get(m)
+        lines.append(f"{m}: " + (f"smallest circuit reaching {r.threshold:.0%}: K={s['k']} ({s['edges_on_path']} edges on "
+                                 f"paths, faithfulness {s['faithfulness']:.3f}); heads {', '.join(s['heads']) or 'none'}"
+                                 if s else f"no K in the sweep reached {r.threshold:.0%}")
+                     + (f". Spearman with exact edge patching: {c['uniform']:.3f} on {int(c['n_uniform'])} random edges, "
+                        f"{c['all']:.3f} on {int(c['n'])} sampled" if c else ""))
+    ks = _circuit_k_options(r)
+    first = r.smallest.get(r.methods[0])
+    start = min(range(len(ks)), key=lambda i: abs(ks[i] - (first["k"] if first else 50)))
+    graph_fig, curve = circuit_figures(r, r.methods[0], ks[start])
+    return [html.Ul([html.Li(x) for x in lines], className="note"),
+            html.Div([html.Label("Scores"), dcc.RadioItems(id="circuit-method", options=r.methods, value=r.methods[0],
+                                                           inline=True),
+                      html.Label("Edges kept (K)"),
+                      dcc.Slider(id="circuit-k", min=0, max=len(ks) - 1, step=None, value=start,
+                                 marks={i: str(k) for i, k in enumerate(ks)}),
+                      dcc.Store(id="circuit-ks", data=ks)], className="controls"),
+            html.Div([html.Div(graph(graph_fig, "circuit-graph"), className="half"),
+                      html.Div(graph(curve, "circuit-faithfulness"), className="half")], className="row")]
+
+
+__all__ = ["view", "views", "provenance", "highlighted_tokens", "circuit_figures", "trace_figures"]

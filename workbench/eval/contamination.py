@@ -687,7 +687,7 @@ def run_contamination(req: ContaminationRequest, *, store: str | Path | None = N
         "normalisation": NORMALISATION,
         "corpus": corpus,
         "tasks": task_meta,
-        "model": model_info,
+        **({"model": model_info} if model_info else {}),  # an artifact's `model` is a mapping when present
         "summary": summarise(df),
         "membership": membership_summary(df) if labels is not None else None,
         "data_dir": str(settings.data_dir(req.data_dir)),

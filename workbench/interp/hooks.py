@@ -73,6 +73,36 @@ def resolve(spec: str) -> ModelRef:
     return RESOLVERS.get(backend)(target, spec)
 
 
+# ---- quantized backends -> the float weights they quantize (what the hooks can load instead) ----
+FLOAT_WEIGHTS: Registry[Callable[[str], str]] = Registry("float-weights counterpart", error=ModelError)
+
+
+@FLOAT_WEIGHTS.register("int8")
+def _int8_float(target: str) -> str:
+    return f"hf:{target}" if Path(target).expanduser().is_dir() else f"gguf:{target}"
+
+
+@FLOAT_WEIGHTS.register("llamacpp")
+def _llamacpp_float(target: str) -> str:
+    return f"gguf:{target}"
+
+
+def torch_weights(spec: str) -> tuple[str, str | None]:
+    """The spec the hooks load for `spec` and why it differs: (spec, None) when it has torch weights; for a
+    quantized backend, (the float checkpoint it quantizes, a note saying so); ModelError when there is none."""
+    from workbench.eval.models import parse_spec
+
+    backend, target = parse_spec(spec)
+    if backend in RESOLVERS:
+        return spec, None
+    if backend in FLOAT_WEIGHTS:
+        float_spec = FLOAT_WEIGHTS.get(backend)(target)
+        return float_spec, (f"{spec} quantizes its weights at load; interpretability tools need float torch "
+                            f"weights, so this runs on the same weights unquantized ({float_spec})")
+    resolve(spec)  # raises the ModelError that names the backends with torch weights
+    return spec, None
+
+
 # ---- the hooked model ------------------------------------------------------------------------
 class HookedModel:
     """A bridge over one HF causal LM, with its tokenizer and identity (spec, sha256)."""
@@ -211,8 +241,17 @@ def _layer_of(name: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def act_name(name: str, layer: int | str | None = None) -> str:
+    """The TransformerLens hook name of an activation (`act_name("resid_pre", 3)` -> `blocks.3.hook_resid_pre`;
+    `layer="{l}"` gives the pattern recorded in artifact manifests). TransformerLens' own helper, so every
+    activation has the one name the TransformerLens docs give it."""
+    from transformer_lens.utilities import get_act_name
+
+    return get_act_name(name, layer)
+
+
 def resid_name(layer: int, where: str = "pre") -> str:
-    return f"blocks.{layer}.hook_resid_{where}"
+    return act_name(f"resid_{where}", layer)
 
 
 def load_hooked(spec: str, *, dtype: str = "float32", transform: Callable[[Any], Any] | None = None) -> HookedModel:
@@ -220,18 +259,10 @@ def load_hooked(spec: str, *, dtype: str = "float32", transform: Callable[[Any],
 
     `transform` maps the loaded HF model to a variant (e.g. a quantized copy) before the bridge wraps it.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from workbench.eval.models.hf import _dtype, set_threads
+    from workbench.eval.models.hf import load_checkpoint
 
     ref = resolve(spec)
-    set_threads()
-    try:
-        tok = AutoTokenizer.from_pretrained(str(ref.checkpoint))
-        hf = AutoModelForCausalLM.from_pretrained(str(ref.checkpoint), dtype=_dtype(dtype),
-                                                  attn_implementation="eager").eval()
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot load checkpoint {ref.checkpoint}: {str(exc).splitlines()[0]}") from None
+    hf, tok = load_checkpoint(ref.checkpoint, dtype, attn_implementation="eager")
     if transform is not None:
         hf = transform(hf)
     return HookedModel(hf, tok, ref)

@@ -64,7 +64,9 @@ class ContaminationStore:
         """A stored result, after checking its files' digests."""
         try:
             manifest = self.artifacts.read_manifest(result_id)
-        except ArtifactError:
+        except ArtifactError as exc:
+            if self._exists(result_id):
+                raise ContaminationError(f"contamination result {result_id} is damaged: {exc}") from None
             raise ContaminationError(f"no contamination result {result_id!r} in {self.store_root} "
                                      "(see `workbench contamination --list`)") from None
         if manifest.get("kind") != KIND:
@@ -76,6 +78,12 @@ class ContaminationStore:
         if TABLE not in tables:
             raise ContaminationError(f"contamination result {result_id} has no {TABLE} table")
         return ContaminationResult(result_id, manifest, tables[TABLE])
+
+    def _exists(self, result_id: str) -> bool:
+        try:
+            return self.artifacts.path(result_id).exists()
+        except ArtifactError:  # not a valid id
+            return False
 
     def list(self) -> list[dict[str, Any]]:
         """Manifests of the stored results, oldest first."""

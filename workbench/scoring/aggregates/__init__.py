@@ -1,5 +1,5 @@
-"""Aggregate metrics: scores that are a statistic of a set of items (ECE, selective accuracy, a weighted
-perplexity), not the mean of a per-sample column.
+"""Aggregate metrics: scores that are a statistic of a set of items (ECE, selective accuracy), not the
+mean of a per-sample column (nor a ratio of sums a task declares, as lm-eval's weighted perplexity).
 
 Each is registered once with the per-sample columns it reads and a vectorised `Statistic` (see
 `workbench.analysis.stats`); the harness reports it per task and group with a bootstrap CI over items,
