@@ -66,7 +66,7 @@ def register(subparsers: Any) -> None:
                    help="significance level marked in the report (default 0.05)")
     p.add_argument("--allow-config-diff", action="store_true",
                    help="compare runs scored under different settings (judge, sandbox limits); the report shows them")
-    p.add_argument("--contamination", metavar="ID",
+    p.add_argument("--contamination", type=path, metavar="ID",
                    help="a contamination result (`workbench contamination`): accuracy on clean vs contaminated items")
     p.add_argument("--seed", type=rng_seed, default=0, help="bootstrap seed (default 0)")
     p.set_defaults(func=cmd_compare)

@@ -5,7 +5,7 @@ import argparse
 import json
 from typing import Any
 
-from workbench.argtypes import csv, float_in, int_at_least
+from workbench.argtypes import csv, float_in, int_at_least, path, rng_seed
 from workbench.commands import command
 from workbench.commands._common import DATA, JSON, STORE, json_safe
 from workbench.store.samples import fmt
@@ -78,7 +78,7 @@ def register(subparsers: Any) -> None:
                "  workbench contamination --corpus web.jsonl --run RUN_ID --model smollm2-135m --labels labels.jsonl\n"
                "  workbench contamination --list",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--corpus", action="append", metavar="PATH",
+    p.add_argument("--corpus", action="append", type=path, metavar="PATH",
                    help="a corpus file or directory (.txt/.md text, .jsonl, .parquet); repeat for several")
     sel = p.add_mutually_exclusive_group()
     sel.add_argument("--tasks", help="comma-separated task or group names (as `workbench eval --tasks`)")
@@ -86,7 +86,7 @@ def register(subparsers: Any) -> None:
     sel.add_argument("--run", metavar="RUN_ID", help="the items of a stored run (joins it exactly)")
     p.add_argument("--limit", type=int_at_least(1), help="the first N docs of each task")
     p.add_argument("--num-fewshot", type=int_at_least(0), help="few-shot count of the prompts to key items by")
-    p.add_argument("--seed", type=int, default=1234, help="seed of subsets and few-shot draws, as in eval (default 1234)")
+    p.add_argument("--seed", type=rng_seed, default=1234, help="seed of subsets and few-shot draws, as in eval (default 1234)")
     p.add_argument("--ngram", type=int_at_least(1), default=13, help="n-gram size in words (default 13, as lm-eval)")
     p.add_argument("--min-overlap", type=float_in(0, 1), default=0.0,
                    help="flag an item when at least this share of its n-grams occur (default 0: any one, as lm-eval)")
@@ -97,7 +97,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--model", help="also score Min-K%% Prob with this model (hf:, gguf:, int8: or an alias)")
     p.add_argument("--mink-k", type=float_in(0, 1, low_open=True), default=0.2,
                    help="share of lowest-probability tokens Min-K%% Prob averages (default 0.2)")
-    p.add_argument("--labels", help="membership labels (JSONL or CSV: task, doc_id, member) for AUROC and precision/recall")
+    p.add_argument("--labels", type=path, help="membership labels (JSONL or CSV: task, doc_id, member) for AUROC and precision/recall")
     p.add_argument("--batch-size", type=int_at_least(1), default=8, help="texts per forward pass for Min-K%% (default 8)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--list", action="store_true", help="list the stored contamination results and exit")
