@@ -115,3 +115,37 @@ def test_report_shows_calibration_and_reliability_diagrams(store, tmp_path):
     assert "<h2>Calibration</h2>" in page and "mean confidence (equal-mass bins)" in page
     assert "ece (lower is better)" in md and "brier (lower is better)" in md
     assert "No contamination result given" in md
+
+
+@pytest.mark.slow
+def test_smollm2_calibration_and_min_k_prob_on_real_items(smollm2_checkpoint, real_data_dir, tmp_path):
+    """SmolLM2 on 12 ARC-Easy items: the stored confidence is the softmax of its choice log-likelihoods,
+    the run's ECE is HELM's package's on those confidences; a contamination scan of the same run with
+    the model scores each item's Min-K% Prob, whose AUROC against labels is sklearn's."""
+    import calibration as helm_cal
+    from sklearn.metrics import roc_auc_score
+
+    from workbench.eval.contamination import ContaminationRequest, run_contamination
+
+    st = RunStore(tmp_path / "runs")
+    model = f"hf:{smollm2_checkpoint}"
+    run = run_eval(EvalRequest(model=model, tasks=["arc_easy"], data_dir=str(real_data_dir), limit=12),
+                   store=st, run_id="smol", progress=False)
+    df = run.samples
+    probs = [cal.choice_probabilities(ll) for ll in df["loglikelihoods"]]
+    assert df["confidence"].to_numpy() == pytest.approx([p.max() for p in probs])
+    assert df["acc"].tolist() == [float(int(np.argmax(p)) == int(t)) for p, t in zip(probs, df["target"])]
+    ece = run.metrics["tasks"]["arc_easy"]["ece"]["value"]
+    assert ece == pytest.approx(helm_cal.get_ece_em(df["confidence"].to_numpy(), df["acc"].to_numpy().astype(int),
+                                                    num_bins=10), abs=1e-12)
+    corpus = tmp_path / "page.txt"
+    corpus.write_text("An unrelated page about the weather, the committee and a long Tuesday afternoon.\n")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("task,doc_id,member\n" + "".join(f"arc_easy,{d},{int(i % 2)}\n"
+                                                        for i, d in enumerate(df["doc_id"])))
+    result = run_contamination(ContaminationRequest(corpus=[str(corpus)], run="smol", model=model, labels=str(labels),
+                                                    data_dir=str(real_data_dir)), store=st.root, progress=False)
+    items = result.items
+    assert items["mink_prob"].notna().all() and (items["mink_prob"] < 0).all()
+    assert result.manifest["membership"]["auroc_mink_prob"]["value"] == pytest.approx(
+        roc_auc_score(items["member"].astype(int), items["mink_prob"]))
