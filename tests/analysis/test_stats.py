@@ -232,6 +232,13 @@ def test_paired_statistic_on_the_mean_is_the_exact_sign_flip_test(n):
     assert res.ci95_low <= res.delta <= res.ci95_high and res.test == "permutation-swap"
 
 
+def test_paired_compare_of_one_continuous_item_has_p_one():
+    """A single pair (a scope where one item has the metric in both runs) has two sign flips of equal |mean|."""
+    r = S.paired_compare([0.2, np.nan], [0.7, 0.1])
+    assert r.n == 1 and r.test == "permutation" and r.p_value == 1.0 and r.delta == pytest.approx(0.5)
+    assert S.paired_permutation_pvalue([0.2], [0.7]) == 1.0
+
+
 def test_paired_statistic_random_permutations_agree_with_exact_and_drop_nan():
     rng = np.random.default_rng(7)
     a, b = rng.normal(size=40), rng.normal(0.3, size=40)

@@ -138,7 +138,7 @@ def paired_permutation_pvalue(a, b, *, n_resamples: int = 9999, seed: int = 0) -
     from scipy.stats import permutation_test
 
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if np.all(a == b):
+    if np.all(a == b) or len(a) < 2:  # one item: both sign flips give the same |mean|, so p = 1
         return 1.0
     res = permutation_test((b, a), lambda x, y, axis: np.mean(x - y, axis=axis), permutation_type="samples",
                            vectorized=True, n_resamples=n_resamples, alternative="two-sided",
