@@ -320,8 +320,37 @@ def compare_page(data: DashboardData, query: dict[str, str]) -> html.Div:
         dag.AgGrid(id="cmp-flips", rowData=flips, columnDefs=flip_columns(flips), defaultColDef=_DEFAULT_COL,
                    style=_grid_style(len(flips), "320px"), dashGridOptions=_grid_options(len(flips), tooltipShowDelay=200),
                    **_autosize("candidate_label", "task")),
+        *calibration_section(c),
         html.H3("Manifest diff"), diff,
     ])
+
+
+def calibration_section(c: Comparison) -> list:
+    """Reliability diagrams and accuracy / confidence / ECE / Brier / selective accuracy per run on the
+    multiple-choice scopes (↓: lower is better); empty when no compared task has calibration columns."""
+    from workbench.analysis.calibration import calibration_rows
+    from workbench.analysis.figures import reliability
+    from workbench.store.samples import direction
+
+    rows = calibration_rows(c, n_boot=1000)
+    if not rows:
+        return []
+    labels = run_labels(c.runs)
+    grid = [{"run": r.run_id, "run_label": labels[r.run_id],
+             "scope": f"[{r.scope.name}]" if r.scope.kind == "group" else r.scope.name,
+             **{metric_label(m, direction(m)): _num(e.value) for m, e in r.estimates.items()},
+             **{f"{metric_label(m, direction(m))} 95% CI": f"[{_num(e.ci95_low)}, {_num(e.ci95_high)}]"
+                for m, e in r.estimates.items() if m in ("ece", "brier")}} for r in rows]
+    cols = [{"field": "scope", "pinned": "left"}, {"field": "run_label", "headerName": "run"}] + [
+        {"field": k} for k in dict.fromkeys(k for g in grid for k in g if k not in ("run", "run_label", "scope"))]
+    return [html.H3("Calibration"),
+            html.P("Multiple-choice items: confidence is the softmax probability of the chosen answer; ECE over 10 "
+                   "equal-mass bins (HELM); the diagonal is perfect calibration. Paired ECE/Brier differences are in "
+                   "the compare report's paired table.", className="note"),
+            dag.AgGrid(id="cmp-calibration", rowData=grid, columnDefs=cols, defaultColDef=_DEFAULT_COL,
+                       style=_grid_style(len(grid), "260px"), dashGridOptions=_grid_options(len(grid)),
+                       **_autosize("scope", "run_label")),
+            V.graph(reliability(c, rows), "cmp-reliability")]
 
 
 # ---- sample explorer ------------------------------------------------------------------------------
