@@ -8,7 +8,7 @@ from typing import Any
 
 from workbench.argtypes import csv, float_in, int_at_least
 from workbench.commands import command
-from workbench.commands._common import DATA, JSON, STORE, json_safe
+from workbench.commands._common import CLUSTER, DATA, JSON, STORE, cluster_from_args, json_safe
 from workbench.errors import WorkbenchError
 from workbench.store.samples import fmt
 
@@ -41,12 +41,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from workbench.store import RunStore
 
     store = RunStore(args.store)
+    cluster = cluster_from_args(args)
     scoring_flags = (args.refusal_judge, args.judge_model, args.sandbox_timeout, args.sandbox_memory)
     if args.resume:
         if args.model or args.tasks or args.suite or any(v is not None for v in scoring_flags):
             raise WorkbenchError("--resume repeats the interrupted run's own settings; drop --model/--tasks/--suite "
                                  "and the scoring options")
-        run = run_eval(store=store, resume=args.resume, progress=not args.no_progress,
+        run = run_eval(store=store, resume=args.resume, progress=not args.no_progress, cluster=cluster,
                        on_start=lambda rid: print(f"resuming run {rid}", file=sys.stderr, flush=True))
     else:
         if not args.model:
@@ -57,7 +58,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             dtype=args.dtype, chunk_size=args.chunk_size, refusal_judge=args.refusal_judge,
             judge_model=args.judge_model, sandbox_timeout_s=args.sandbox_timeout, sandbox_memory_mb=args.sandbox_memory,
         )
-        run = run_eval(req, store=store, run_id=args.run_id, progress=not args.no_progress,
+        run = run_eval(req, store=store, run_id=args.run_id, progress=not args.no_progress, cluster=cluster,
                        on_start=lambda rid: print(f"run {rid} started (store: {store.root})", file=sys.stderr, flush=True))
     if args.json:
         print(json.dumps(json_safe({"run_id": run.run_id, "metrics": run.metrics}), indent=2))
@@ -71,14 +72,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 @command("eval", order=10)
 def register(subparsers: Any) -> None:
-    e = subparsers.add_parser("eval", parents=[STORE, DATA, JSON], help="evaluate a model on tasks or a suite",
+    e = subparsers.add_parser("eval", parents=[STORE, DATA, JSON, CLUSTER], help="evaluate a model on tasks or a suite",
                               description=(
         "Evaluate a model on lm-eval tasks read from the local benchmark mirror. Prints the run id and a "
         "results table (value, stderr, 95% bootstrap CI). Per-sample results are journalled as they are "
         "produced: an interrupted run continues with --resume RUN_ID."),
         epilog="Examples:\n  workbench eval --model smollm2-135m --suite quick\n"
                "  workbench eval --model gguf:model.gguf --tasks mmlu_anatomy,arc_easy --limit 20\n"
-               "  workbench eval --resume RUN_ID", formatter_class=argparse.RawDescriptionHelpFormatter)
+               "  workbench eval --resume RUN_ID\n"
+               "  workbench eval --model smollm2-135m --suite quick --workers 2       # on a local Ray instance\n"
+               "  workbench eval --resume RUN_ID --workers 8 --ray-address ray://head:10001", formatter_class=argparse.RawDescriptionHelpFormatter)
     e.add_argument("--model", help="model spec: an alias (smollm2-135m, gemma3-270m), hf:DIR, gguf:FILE, "
                                    "llamacpp:FILE, int8:FILE or openai:BASE_URL (see `workbench models list`)")
     sel = e.add_mutually_exclusive_group()

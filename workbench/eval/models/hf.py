@@ -1,8 +1,9 @@
-"""`hf:<dir>` - a local transformers checkpoint, scored by lm-eval's HFLM with a faster core.
+"""`hf:<dir>` - a local transformers checkpoint, run by lm-eval's HFLM with faster cores.
 
-HFLM keeps lm-eval's tokenisation, chat templates and batched generation. Only its scoring loop is
-replaced: each distinct context is run once (its KV cache shared by every choice), logits are
-computed only at scored positions, and contexts are batched by length.
+HFLM keeps lm-eval's tokenisation, chat templates, request grouping and post-processing. Its scoring
+loop is replaced: each distinct context is run once (its KV cache shared by every choice), logits
+are computed only at scored positions, and contexts are batched by length. Its generation loop is
+replaced by continuous batching (`generation.py`), with the same outputs for greedy decoding.
 """
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from lm_eval.models.huggingface import HFLM
+from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs, postprocess_generated_text
 from tqdm import tqdm
 
 from workbench import settings
 from workbench.errors import ModelError
 from workbench.eval.models import register_backend
 from workbench.eval.models.base import ModelInfo, WorkbenchLM
+from workbench.eval.models.generation import ContinuousBatcher, GenRequest, StopChecker, request_seed
 from workbench.eval.models.hashing import cached_sha256
 
 
@@ -40,12 +43,87 @@ class HFBackend(HFLM, WorkbenchLM):
     """lm-eval's HFLM with a prefix-sharing, scored-positions-only loglikelihood core."""
 
     def __init__(self, model, tokenizer, info: ModelInfo, batch_tokens: int = 4096, min_shared_prefix: int = 32,
-                 **kwargs: Any) -> None:
+                 seed: int = 1234, **kwargs: Any) -> None:
         kwargs.setdefault("batch_size", 8)
         super().__init__(pretrained=model, tokenizer=tokenizer, device=str(model.device), **kwargs)
         self.info = info
         self.batch_tokens = int(batch_tokens)
         self.min_shared_prefix = int(min_shared_prefix)
+        self.seed = int(seed)  # sampling seed: each request's draw is seeded from it, its prompt and its repeat
+        self.info.extra.setdefault("generation", "workbench continuous batching (greedy = HFLM's outputs)")
+
+    # HFLM's generate_until runs `model.generate` on fixed batches; this keeps its request handling
+    # (gen kwargs normalisation, stop sequences + EOS, left truncation, decoding, stop-string cut)
+    # and replaces the loop with continuous batching.
+    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        results: list[str | None] = [None] * len(requests)
+        groups: dict[str, list[int]] = {}
+        for i, req in enumerate(requests):
+            groups.setdefault(repr(sorted(req.args[1].items())), []).append(i)
+        pbar = tqdm(total=len(requests), disable=disable_tqdm, desc="generate_until", leave=False)
+        eos = self.tok_decode(self.eot_token_id, skip_special_tokens=False)
+        for idx in groups.values():
+            gen_kwargs = requests[idx[0]].args[1]
+            kwargs = normalize_gen_kwargs(gen_kwargs, self.max_gen_toks)
+            until = handle_stop_sequences(kwargs.pop("until", None), eos=eos)
+            max_gen = int(kwargs.pop("max_gen_toks"))
+            setup = self._sampling_setup(kwargs)
+            if setup is None or self.think_end_token is not None or self.backend != "causal":
+                texts = HFLM.generate_until(self, [requests[i] for i in idx], disable_tqdm=True)
+                for i, text in zip(idx, texts, strict=True):
+                    results[i] = text
+                pbar.update(len(idx))
+                continue
+            processors, sampled = setup
+            max_ctx = self.max_length - max_gen
+            seen: dict[str, int] = {}
+            reqs = []
+            for i in idx:
+                context = requests[i].args[0]
+                tokens = self.tok_batch_encode([context], left_truncate_len=max_ctx, truncation=self.truncation)[0][0]
+                occurrence = seen[context] = seen.get(context, -1) + 1  # repeats of one prompt draw differently
+                reqs.append(GenRequest(tokens.tolist(), max_gen,
+                                       request_seed(self.seed, context, occurrence) if sampled else None))
+            batcher = ContinuousBatcher(self.model, max_batch=self._generation_batch(), eos_ids=self._eos_ids(),
+                                        stop=StopChecker(until, lambda t: self.tok_decode(t, skip_special_tokens=False)),
+                                        processors=processors, min_shared_prefix=self.min_shared_prefix)
+            out = batcher.run(reqs, on_done=lambda _: pbar.update(1))
+            for i, toks in zip(idx, out, strict=True):
+                text = postprocess_generated_text(self.tok_decode(toks), until, None)
+                results[i] = text
+                self.cache_hook.add_partial("generate_until", requests[i].args, text)
+        pbar.close()
+        return results  # type: ignore[return-value]
+
+    def _generation_batch(self) -> int:
+        return int(self.batch_size) if str(self.batch_size).isdigit() else 8
+
+    def _eos_ids(self) -> list[int]:
+        """The token ids `model.generate` stops a sequence on (the model's generation config)."""
+        eos = self.model.generation_config.eos_token_id
+        return [] if eos is None else [int(e) for e in (eos if isinstance(eos, list) else [eos])]
+
+    # Logits processors that only look at the scores (not at the tokens so far) are applied here as
+    # `model.generate` would build them; anything else (repetition penalties, forced or suppressed
+    # tokens, beams) falls back to HFLM's own loop.
+    _SCORE_ONLY = ("TemperatureLogitsWarper", "TopKLogitsWarper", "TopPLogitsWarper", "MinPLogitsWarper")
+
+    def _sampling_setup(self, kwargs: dict[str, Any]):
+        """(logits processors or None, sampled?) as `model.generate(**kwargs)` would set up; None if unsupported."""
+        kwargs = dict(kwargs)
+        if kwargs.get("temperature") == 0.0 and not kwargs.get("do_sample"):
+            kwargs.pop("temperature")  # as HFLM._model_generate: greedy without a temperature warning
+        try:
+            config, extra = self.model._prepare_generation_config(None, **kwargs)
+            if extra or (config.num_beams or 1) != 1 or config.stop_strings is not None:
+                return None
+            procs = self.model._get_logits_processor(config, input_ids_seq_length=0, encoder_input_ids=None,
+                                                     device=self.model.device, model_kwargs={})
+        except (TypeError, ValueError, AttributeError):
+            return None
+        if any(type(p).__name__ not in self._SCORE_ONLY for p in procs):
+            return None
+        return (procs if len(procs) else None), bool(config.do_sample)
 
     # HFLM's default core computes log-softmax over the full vocabulary at every position of
     # every (context + choice) row. This one runs each context once and scores only what is asked.

@@ -1,0 +1,80 @@
+"""Generation speed: the same GSM8K / HumanEval requests through our backend and lm-eval's stock `hf` backend.
+
+    .venv/bin/python scripts/bench_generation.py [--tasks gsm8k,humaneval] [--n 8] [--batch-size 8]
+                                                 [--max-gen-toks N] [--model smollm2-135m]
+
+Builds each task's lm-eval `generate_until` requests (GSM8K 5-shot, HumanEval 0-shot, greedy, the
+tasks' own stop sequences) for a seeded subset of docs from the mirror, then times `generate_until`
+over exactly those requests for lm-eval's stock HFLM and for the workbench backend in this process
+(model load excluded), and prints generated tokens/s (returned text re-tokenised, as the run
+manifest counts them), the ratio to lm-eval `hf`, and how many outputs are identical.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import workbench  # noqa: F401  (environment before torch)
+
+
+def build_requests(task: str, n: int, seed: int, max_gen_toks: int | None):
+    from workbench.eval import tasks as T
+
+    built = T.build(T.resolve([task])[0], fewshot_seed=seed)
+    ids = T.select_docs(task, len(built.task.eval_docs), limit=None, n=n, seed=seed)
+    built.task.build_all_requests(samples=ids, rank=0, world_size=1)
+    insts = sorted(built.task.instances, key=lambda x: x.doc_id)
+    if max_gen_toks:
+        for inst in insts:
+            inst.arguments = (inst.arguments[0], dict(inst.arguments[1], max_gen_toks=max_gen_toks))
+    return insts
+
+
+def timed(lm, insts):
+    t = time.perf_counter()
+    out = lm.generate_until(insts, disable_tqdm=True)
+    return time.perf_counter() - t, out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tasks", default="gsm8k,humaneval")
+    ap.add_argument("--n", type=int, default=8, help="docs per task (seeded subset)")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--max-gen-toks", type=int, help="cap every request's token budget (default: the task's)")
+    ap.add_argument("--model", default="smollm2-135m", help="a gguf alias/file (both backends load its checkpoint)")
+    ap.add_argument("--seed", type=int, default=1234)
+    args = ap.parse_args()
+
+    import torch
+    from lm_eval.models.huggingface import HFLM
+
+    from workbench.eval.models import load_model
+    from workbench.eval.models.gguf import converted_checkpoint, resolve_gguf
+
+    ckpt, _ = converted_checkpoint(resolve_gguf(args.model.removeprefix("gguf:")))
+    stock = HFLM(pretrained=str(ckpt), dtype="float32", batch_size=args.batch_size, device="cpu")
+    ours = load_model(args.model, batch_size=args.batch_size)
+    print(f"{args.model}, greedy, batch size {args.batch_size}; torch threads {torch.get_num_threads()}, "
+          f"load avg {os.getloadavg()[0]:.1f} (2-core machine shared with other jobs)")
+    print(f"{'task':<10} {'backend':<30} {'seconds':>8} {'tokens':>7} {'tok/s':>7} {'ratio':>6} {'identical':>10}")
+    for task in args.tasks.split(","):
+        insts = build_requests(task, args.n, args.seed, args.max_gen_toks)
+        base_t, base = timed(stock, insts)
+        t, got = timed(ours, insts)
+        count = lambda texts: sum(len(stock.tok_encode(s)) for s in texts)
+        same = sum(a == b for a, b in zip(got, base))
+        base_rate, rate = count(base) / base_t, count(got) / t
+        print(f"{task:<10} {'lm-eval hf (stock HFLM)':<30} {base_t:>8.2f} {count(base):>7} {base_rate:>7.1f} "
+              f"{1.0:>5.2f}x {'':>10}")
+        print(f"{task:<10} {'workbench (continuous batching)':<30} {t:>8.2f} {count(got):>7} {rate:>7.1f} "
+              f"{rate / base_rate:>5.2f}x {same:>4}/{len(insts):<5}")
+        for k, (a, b) in enumerate(zip(got, base)):
+            if a != b:
+                print(f"  differs on request {k}: ours {a[:80]!r} / stock {b[:80]!r}")
+    ours.close()
+
+
+if __name__ == "__main__":
+    main()
