@@ -1,11 +1,13 @@
-"""Scoring speed: the same MMLU requests through our backends and lm-eval's stock `hf` backend.
+"""Scoring speed: the same loglikelihood requests through our backends and lm-eval's stock `hf` backend.
 
-    .venv/bin/python scripts/bench_scoring.py [--items 40] [--subjects N] [--fewshot 5] [--batch-size 8] [--llamacpp]
+    .venv/bin/python scripts/bench_scoring.py [--task mmlu|mmlu_cloze|arc_easy|arc_challenge] [--items 40]
+                                              [--subjects N] [--fewshot K] [--batch-size 8] [--llamacpp]
 
-Builds lm-eval's MMLU (5-shot, lettered) requests for a seeded, subject-stratified set of items from
-the mirror once, then times `loglikelihood` over exactly those requests for each backend in this
-process (model load excluded), and prints items/s, the ratio to lm-eval `hf`, and per-item
-agreement of the chosen answer and log-likelihoods.
+Builds lm-eval's requests for a seeded set of items from the mirror once (MMLU: 5-shot lettered,
+subject-stratified; `--subjects 1` = items of one whole subject, as a full run scores them; MMLU-cloze
+and ARC: 0-shot, the answer texts as continuations), then times `loglikelihood` over exactly those
+requests for each backend in this process (model load excluded), and prints items/s, the ratio to
+lm-eval `hf`, and per-item agreement of the chosen answer and log-likelihoods.
 """
 from __future__ import annotations
 
@@ -17,10 +19,10 @@ import time
 import workbench  # noqa: F401  (environment before torch)
 
 
-def build_requests(n_items: int, fewshot: int, seed: int, n_subjects: int | None = None):
+def build_requests(task: str, n_items: int, fewshot: int | None, seed: int, n_subjects: int | None = None):
     from workbench.eval import tasks as T
 
-    subjects = T.groups()["mmlu"]
+    subjects = T.groups().get(task, [task])
     rng = random.Random(seed)
     picked = sorted(rng.sample(subjects, min(n_subjects or n_items, n_items, len(subjects))))
     per = dict.fromkeys(picked, 0)
@@ -52,8 +54,9 @@ def time_backend(lm, docs):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--task", default="mmlu", help="mmlu (lettered), mmlu_cloze, arc_easy, arc_challenge, ...")
     ap.add_argument("--items", type=int, default=40)
-    ap.add_argument("--fewshot", type=int, default=5)
+    ap.add_argument("--fewshot", type=int, help="override the task's few-shot count (MMLU: 5)")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--subjects", type=int, help="draw the items from this many subjects (default: one item each, "
                     "as the quick suite; fewer subjects = more shared few-shot preamble, as a full run)")
@@ -68,7 +71,7 @@ def main() -> None:
     from workbench.eval.models.embedded import gguf_path
     from workbench.eval.models.gguf import converted_checkpoint
 
-    docs = build_requests(args.items, args.fewshot, args.seed, args.subjects)
+    docs = build_requests(args.task, args.items, args.fewshot, args.seed, args.subjects)
     n_req = sum(len(d) for d in docs)
     ctx_tokens = None
     ckpt, _ = converted_checkpoint(gguf_path("smollm2-135m"))
@@ -87,8 +90,9 @@ def main() -> None:
         ll.close()
 
     base_t, base = results["lm-eval hf (stock HFLM)"]
-    print(f"SmolLM2-135M-Instruct, MMLU {args.fewshot}-shot: {len(docs)} items from "
-          f"{args.subjects or len(docs)} subjects, {n_req} requests, "
+    shots = f"{args.fewshot}-shot" if args.fewshot is not None else "task's few-shot"
+    print(f"SmolLM2-135M-Instruct, {args.task} ({shots}): {len(docs)} items from "
+          f"{min(args.subjects or len(docs), len(docs))} subject(s), {n_req} requests, "
           f"mean context {ctx_tokens:.0f} tokens; torch threads {__import__('torch').get_num_threads()}, "
           f"load avg {os.getloadavg()[0]:.1f}")
     print(f"{'backend':<40} {'seconds':>8} {'items/s':>8} {'speed-up':>9} {'same answer':>12} {'max |dll|':>10}")

@@ -133,8 +133,8 @@ class RayCluster:
                                                start_new_session=True))
 
     def nodes_alive(self) -> int:
-        code = ("import ray; ray.init(address=%r, logging_level='ERROR'); "
-                "print(sum(n['Alive'] for n in ray.nodes()))" % self.address)
+        code = (f"import ray; ray.init(address={self.address!r}, logging_level='ERROR'); "
+                "print(sum(n['Alive'] for n in ray.nodes()))")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=self.env, timeout=120)
         return int(out.stdout.strip() or 0)
 

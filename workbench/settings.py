@@ -93,13 +93,27 @@ def threads() -> int | None:
     return int(value) if value and value.isdigit() and int(value) > 0 else None
 
 
-def worker_environment(threads: int | None = None) -> dict[str, str]:
+def device() -> str:
+    """Torch device for the hf/gguf backends (WORKBENCH_DEVICE: cpu (default), cuda, cuda:N, mps, or auto =
+    cuda when available). Recorded in the run manifest (model.extra.device): CPU and GPU numbers differ slightly."""
+    value = (os.environ.get("WORKBENCH_DEVICE") or "cpu").strip()
+    if value == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return value
+
+
+def worker_environment(threads: int | None = None, gpu: bool = False) -> dict[str, str]:
     """The environment a Ray worker process needs to behave like this one: every WORKBENCH_* variable, the
-    offline and threading flags, PYTHONPATH; with `threads`, its torch/OpenMP thread count."""
+    offline and threading flags, PYTHONPATH; with `threads`, its torch/OpenMP thread count; with `gpu`, the
+    GPU Ray gave it as the device (unless WORKBENCH_DEVICE says otherwise)."""
     keys = [k for k in os.environ if k.startswith("WORKBENCH_")] + [*_ALWAYS, *_OFFLINE, "PYTHONPATH"]
     env = {k: os.environ[k] for k in keys if k in os.environ}
     if threads:
         env["WORKBENCH_THREADS"] = env["OMP_NUM_THREADS"] = str(threads)
+    if gpu:
+        env.setdefault("WORKBENCH_DEVICE", "cuda")
     return env
 
 

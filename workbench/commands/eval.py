@@ -6,9 +6,17 @@ import json
 import sys
 from typing import Any
 
-from workbench.argtypes import csv, float_in, int_at_least
 from workbench.commands import command
-from workbench.commands._common import CLUSTER, DATA, JSON, STORE, cluster_from_args, json_safe
+from workbench.commands._common import (
+    CLUSTER,
+    DATA,
+    JSON,
+    REQUEST,
+    STORE,
+    cluster_from_args,
+    json_safe,
+    request_from_args,
+)
 from workbench.errors import WorkbenchError
 from workbench.store.samples import fmt
 
@@ -37,7 +45,7 @@ def headline_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from workbench.eval.harness import EvalRequest, run_eval
+    from workbench.eval.harness import run_eval
     from workbench.store import RunStore
 
     store = RunStore(args.store)
@@ -52,12 +60,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         if not args.model:
             raise WorkbenchError("--model is required (e.g. --model smollm2-135m); see `workbench models list`")
-        req = EvalRequest(
-            model=args.model, tasks=csv(args.tasks) if args.tasks else [], suite=args.suite, limit=args.limit,
-            num_fewshot=args.num_fewshot, data_dir=args.data_dir, seed=args.seed, batch_size=args.batch_size,
-            dtype=args.dtype, chunk_size=args.chunk_size, refusal_judge=args.refusal_judge,
-            judge_model=args.judge_model, sandbox_timeout_s=args.sandbox_timeout, sandbox_memory_mb=args.sandbox_memory,
-        )
+        req = request_from_args(args, args.model)
         run = run_eval(req, store=store, run_id=args.run_id, progress=not args.no_progress, cluster=cluster,
                        on_start=lambda rid: print(f"run {rid} started (store: {store.root})", file=sys.stderr, flush=True))
     if args.json:
@@ -72,7 +75,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 @command("eval", order=10)
 def register(subparsers: Any) -> None:
-    e = subparsers.add_parser("eval", parents=[STORE, DATA, JSON, CLUSTER], help="evaluate a model on tasks or a suite",
+    e = subparsers.add_parser("eval", parents=[STORE, DATA, JSON, REQUEST, CLUSTER], help="evaluate a model on tasks or a suite",
                               description=(
         "Evaluate a model on lm-eval tasks read from the local benchmark mirror. Prints the run id and a "
         "results table (value, stderr, 95% bootstrap CI). Per-sample results are journalled as they are "
@@ -84,24 +87,7 @@ def register(subparsers: Any) -> None:
                "  workbench eval --resume RUN_ID --workers 8 --ray-address ray://head:10001", formatter_class=argparse.RawDescriptionHelpFormatter)
     e.add_argument("--model", help="model spec: an alias (smollm2-135m, gemma3-270m), hf:DIR, gguf:FILE, "
                                    "llamacpp:FILE, int8:FILE or openai:BASE_URL (see `workbench models list`)")
-    sel = e.add_mutually_exclusive_group()
-    sel.add_argument("--tasks", help="comma-separated task or group names (e.g. mmlu,arc_easy; `workbench tasks list`)")
-    sel.add_argument("--suite", help="a named suite from benchmarks/suites.yaml (quick, full, safety)")
-    e.add_argument("--limit", type=int_at_least(1), help="evaluate the first N docs of each task (as lm-eval's --limit)")
-    e.add_argument("--num-fewshot", type=int_at_least(0), help="override few-shot count (tasks that pin 0 keep 0)")
-    e.add_argument("--seed", type=int, default=1234, help="seed for subsets, few-shot draws and bootstrap (default 1234)")
-    e.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run with its recorded settings")
+    e.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run with its recorded settings "
+                                                       "(--workers and the other scale-out flags may differ)")
     e.add_argument("--run-id", help=argparse.SUPPRESS)
-    e.add_argument("--batch-size", type=int_at_least(1), default=8, help="contexts per forward pass (default 8)")
-    e.add_argument("--chunk-size", type=int_at_least(1), default=16, help="docs per journalled chunk (default 16)")
-    e.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="torch dtype for hf/gguf backends")
-    e.add_argument("--no-progress", action="store_true", help="no progress bar")
-    s = e.add_argument_group("scoring settings (recorded in the manifest; compare/gate refuse runs that differ)")
-    s.add_argument("--refusal-judge", help="refusal judge for the safety tasks: keyword (default) or model "
-                                           "(default from $WORKBENCH_REFUSAL_JUDGE)")
-    s.add_argument("--judge-model", help="model spec the `model` judge asks (default smollm2-135m; $WORKBENCH_JUDGE_MODEL)")
-    s.add_argument("--sandbox-timeout", type=float_in(0, 3600, low_open=True), metavar="SECONDS",
-                   help="wall-clock limit per HumanEval program (default 10; $WORKBENCH_SANDBOX_TIMEOUT)")
-    s.add_argument("--sandbox-memory", type=int_at_least(64), metavar="MB",
-                   help="address-space limit per HumanEval program (default 1024; $WORKBENCH_SANDBOX_MEMORY_MB)")
     e.set_defaults(func=cmd_eval)

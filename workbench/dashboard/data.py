@@ -19,7 +19,7 @@ import pandas as pd
 from workbench.analysis.compare import Comparison, answer_text, compare_runs, load_runs, match_items, model_label
 from workbench.interp import artifacts
 from workbench.store import Run, RunStore, validate_run_id
-from workbench.store.samples import fmt, metric_columns, primary_metric
+from workbench.store.samples import fmt, metric_columns, primary_metric, primary_scores
 
 FLIP_STATES = ("right→wrong", "wrong→right", "same")
 _ANSWER_CHARS = 80
@@ -74,16 +74,6 @@ def filter_rows(rows: Sequence[dict[str, Any]], **wanted: Sequence[str] | None) 
 
 
 # ---- samples ---------------------------------------------------------------------------------------
-def _primary_of(df: pd.DataFrame) -> pd.Series:
-    """Per row, the value of its task's primary metric."""
-    out = pd.Series(np.nan, index=df.index)
-    for _task, part in df.groupby("task", sort=False):
-        ms = [m for m in metric_columns(part) if part[m].notna().any()]
-        if ms:
-            out.loc[part.index] = part[primary_metric(ms)].astype(float)
-    return out
-
-
 def _short(text: Any) -> str:
     s = "" if text is None or (isinstance(text, float) and math.isnan(text)) else str(text)
     s = " ".join(s.split())
@@ -96,7 +86,7 @@ def sample_key(task: str, doc_id: Any) -> str:
 
 def flip_states(run_df: pd.DataFrame, base_df: pd.DataFrame) -> dict[str, str]:
     """sample key -> right→wrong / wrong→right / same, judged on each task's primary metric (binary or not)."""
-    ours, theirs = _primary_of(run_df), _primary_of(base_df)
+    ours, theirs = primary_scores(run_df), primary_scores(base_df)
     b = dict(zip((sample_key(t, d) for t, d in zip(base_df["task"], base_df["doc_id"])), theirs))
     out = {}
     for t, d, v in zip(run_df["task"], run_df["doc_id"], ours):
@@ -111,7 +101,7 @@ def flip_states(run_df: pd.DataFrame, base_df: pd.DataFrame) -> dict[str, str]:
 def sample_rows(df: pd.DataFrame, *, flips: dict[str, str] | None = None,
                 linked: dict[str, list[dict[str, Any]]] | None = None) -> list[dict[str, Any]]:
     """Light grid rows (no prompts): key, task, doc_id, score, correct, answer, target, flip, artifacts."""
-    score = _primary_of(df)
+    score = primary_scores(df)
     target = df["target_text"] if "target_text" in df.columns else df.get("target", pd.Series("", index=df.index))
     rows = []
     for idx, r in df.iterrows():

@@ -16,6 +16,7 @@ joins another cluster on the same machine by accident); with one it joins that c
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import statistics
 import time
@@ -90,6 +91,17 @@ def connect(cluster: Cluster) -> bool:
     return True
 
 
+class Connection:
+    """Keeps this process joined to the cluster (or its local Ray instance up) across several pools."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.owned = connect(cluster)
+
+    def close(self) -> None:
+        if self.owned:
+            _ray().shutdown()
+
+
 class _Worker:
     """The Ray actor: builds its state once (again after a restart), then applies functions to items."""
 
@@ -146,7 +158,8 @@ class WorkerPool:
         self.overheads: list[float] = []  # per item: driver-side round trip minus the worker's compute
         options: dict[str, Any] = dict(num_cpus=cluster.cpus, num_gpus=cluster.gpus, max_restarts=1,
                                        max_task_retries=0,
-                                       runtime_env={"env_vars": settings.worker_environment(cluster.threads)})
+                                       runtime_env={"env_vars": settings.worker_environment(
+                                           cluster.threads, gpu=cluster.gpus > 0)})
         if cluster.memory_mb:
             options["memory"] = cluster.memory_mb * 2**20
         actor = self.ray.remote(_Worker).options(**options)
@@ -227,10 +240,8 @@ class WorkerPool:
     def close(self) -> None:
         ray = self.ray
         for a in self.actors:
-            try:
+            with contextlib.suppress(Exception):  # already dead
                 ray.kill(a)
-            except Exception:  # already dead
-                pass
         if self.owns_connection:
             ray.shutdown()
 

@@ -476,11 +476,12 @@ def run_eval(
             bar.set_postfix_str(name, refresh=False)
             bar.update(len(result.rows))
 
+        t_run = time.time()
         try:
             executor.run(todo, finished)
         finally:
             bar.close()
-            session.update(executor.session(), ended=utc_now())
+            session.update(executor.session(), ended=utc_now(), eval_s=round(time.time() - t_run, 3))
             partial.save_manifest()
     finally:
         executor.close()

@@ -7,7 +7,6 @@ replaced by continuous batching (`generation.py`), with the same outputs for gre
 """
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +49,7 @@ class HFBackend(HFLM, WorkbenchLM):
         self.batch_tokens = int(batch_tokens)
         self.min_shared_prefix = int(min_shared_prefix)
         self.seed = int(seed)  # sampling seed: each request's draw is seeded from it, its prompt and its repeat
-        self.info.extra.setdefault("generation", "workbench continuous batching (greedy = HFLM's outputs)")
+        self.info.extra.setdefault("device", str(model.device))
 
     # HFLM's generate_until runs `model.generate` on fixed batches; this keeps its request handling
     # (gen kwargs normalisation, stop sequences + EOS, left truncation, decoding, stop-string cut)
@@ -159,16 +158,61 @@ class HFBackend(HFLM, WorkbenchLM):
             self.cache_hook.add_partial("loglikelihood", req, results[i])
         return results  # type: ignore[return-value]
 
+    def _forward(self, cache, **inputs: Any):
+        """One forward that extends `cache` in place (transformers 5 calls the argument `cache`)."""
+        return self.model(**inputs, **{self._cache_kw: cache}, use_cache=True)
+
+    @property
+    def _cache_kw(self) -> str:
+        import inspect
+
+        if "_cache_kw_name" not in self.__dict__:
+            params = inspect.signature(self.model.forward).parameters
+            self.__dict__["_cache_kw_name"] = "cache" if "cache" in params else "past_key_values"
+        return self.__dict__["_cache_kw_name"]
+
+    # A shared prefix is run in blocks of PREFIX_BLOCK tokens whose KV is kept (LRU) across batches and
+    # calls: an MMLU subject's few-shot preamble is run once per subject, not once per batch. A block's
+    # KV depends only on the tokens up to its end, never on which batch asked first, so scores do not
+    # depend on chunk order or on which worker ran what.
+    PREFIX_BLOCK = 64
+    PREFIX_BLOCKS_KEPT = 48
+
+    def _prefix_kv(self, tokens: list[int]):
+        """A cache holding the KV of `tokens` (a whole number of blocks), from kept blocks where it can."""
+        from collections import OrderedDict
+
+        from transformers import DynamicCache
+
+        dev, bs = self.model.device, self.PREFIX_BLOCK
+        kept = self.__dict__.setdefault("_prefix_blocks", OrderedDict())
+        cache = DynamicCache()
+        for end in range(bs, len(tokens) + 1, bs):
+            key = tuple(tokens[:end])
+            block = kept.get(key)
+            if block is None:
+                self._forward(cache, input_ids=torch.tensor([tokens[end - bs:end]], device=dev),
+                              position_ids=torch.arange(end - bs, end, device=dev).unsqueeze(0), logits_to_keep=1)
+                block = kept[key] = [(layer.keys[:, :, -bs:].clone(), layer.values[:, :, -bs:].clone())
+                                     for layer in cache.layers]
+                while len(kept) > self.PREFIX_BLOCKS_KEPT:
+                    kept.popitem(last=False)
+            else:
+                kept.move_to_end(key)
+                for layer_idx, (k, v) in enumerate(block):
+                    cache.update(k, v, layer_idx)
+        return cache
+
     def _score_batch(self, batch, by_ctx, results) -> None:
         dev = self.model.device
         need_cache = any(len(c) > 1 for ctx in batch for _, c in by_ctx[ctx])
         shared = _common_prefix_len(batch) if len(batch) > 1 else 0
         cache = None
-        if shared < self.min_shared_prefix:
+        shared -= shared % self.PREFIX_BLOCK  # whole blocks only (the rest runs with each row)
+        if shared < max(self.min_shared_prefix, self.PREFIX_BLOCK):
             shared = 0
-        else:  # run the shared prefix once and give every row a copy of its KV cache
-            pre = self.model(input_ids=torch.tensor([batch[0][:shared]], device=dev), use_cache=True, logits_to_keep=1)
-            cache = pre.past_key_values
+        else:  # the shared prefix's KV (run once, or kept from an earlier batch), one copy per row
+            cache = self._prefix_kv(batch[0][:shared])
             cache.batch_select_indices(torch.zeros(len(batch), dtype=torch.long, device=dev))
             need_cache = True
         width = max(len(c) for c in batch) - shared
@@ -180,40 +224,46 @@ class HFBackend(HFLM, WorkbenchLM):
             smask[j, width - (len(ctx) - shared):] = 1
         pos = shared + (smask.cumsum(-1) - 1).clamp(min=0)
         mask = torch.cat([torch.ones((len(batch), shared), dtype=torch.long, device=dev), smask], dim=1)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
-                         use_cache=need_cache, logits_to_keep=1)
+        if need_cache and cache is None:
+            from transformers import DynamicCache
+
+            cache = DynamicCache()
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=need_cache, logits_to_keep=1,
+                         **({self._cache_kw: cache} if cache is not None else {}))
         last = F.log_softmax(out.logits[:, -1, :].float(), dim=-1)
+        multi = [(j, i, c) for j, ctx in enumerate(batch) for i, c in by_ctx[ctx] if len(c) > 1]
+        tail = self._score_tails(cache, mask, batch, multi) if multi else {}
         for j, ctx in enumerate(batch):
-            items = by_ctx[ctx]
-            multi = [(i, c) for i, c in items if len(c) > 1]
-            tail: dict[int, tuple[float, bool]] = {}
-            if multi:
-                tail = self._score_tails(out.past_key_values, j, mask[j], len(ctx), multi)
             greedy_first = int(last[j].argmax())
-            for i, c in items:
+            for i, c in by_ctx[ctx]:
                 ll, greedy = float(last[j, c[0]]), greedy_first == c[0]
                 if i in tail:
                     ll += tail[i][0]
                     greedy = greedy and tail[i][1]
                 results[i] = (ll, greedy)
 
-    def _score_tails(self, cache, row: int, row_mask, ctx_len: int, multi) -> dict[int, tuple[float, bool]]:
-        """Score tokens 2..n of several continuations of one context against its shared KV cache."""
+    def _score_tails(self, cache, mask, batch, multi) -> dict[int, tuple[float, bool]]:
+        """Score tokens 2..n of every multi-token continuation in the batch in one forward: each row starts
+        from a copy of its context's KV rows."""
+        from transformers import DynamicCache
+
         dev = self.model.device
-        m, width = len(multi), max(len(c) - 1 for _, c in multi)
-        cache = copy.deepcopy(cache)
-        cache.batch_select_indices(torch.full((m,), row, dtype=torch.long, device=dev))
+        rows = torch.tensor([j for j, _, _ in multi], dtype=torch.long, device=dev)
+        cache = DynamicCache([(layer.keys.index_select(0, rows), layer.values.index_select(0, rows))
+                              for layer in cache.layers])
+        m, width = len(multi), max(len(c) - 1 for _, _, c in multi)
         ids = torch.zeros((m, width), dtype=torch.long, device=dev)
         cmask = torch.zeros((m, width), dtype=torch.long, device=dev)
-        for r, (_, c) in enumerate(multi):
+        ctx_len = torch.tensor([len(batch[j]) for j, _, _ in multi], device=dev)
+        for r, (_, _, c) in enumerate(multi):
             ids[r, : len(c) - 1] = torch.tensor(c[:-1], device=dev)
             cmask[r, : len(c) - 1] = 1
-        mask = torch.cat([row_mask.unsqueeze(0).expand(m, -1), cmask], dim=1)
-        pos = (ctx_len + torch.arange(width, device=dev)).unsqueeze(0).expand(m, -1)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True)
+        full_mask = torch.cat([mask.index_select(0, rows), cmask], dim=1)
+        pos = ctx_len.unsqueeze(1) + torch.arange(width, device=dev).unsqueeze(0)
+        out = self._forward(cache, input_ids=ids, attention_mask=full_mask, position_ids=pos)
         logp = F.log_softmax(out.logits.float(), dim=-1)
         scores = {}
-        for r, (i, c) in enumerate(multi):
+        for r, (_, i, c) in enumerate(multi):
             tgt = torch.tensor(c[1:], device=dev)
             lp = logp[r, : len(c) - 1]
             scores[i] = (float(lp.gather(1, tgt[:, None]).sum()), bool((lp.argmax(-1) == tgt).all()))
@@ -229,8 +279,9 @@ def _common_prefix_len(seqs) -> int:
     return k
 
 
-def load_checkpoint(path: Path, dtype: str = "float32"):
-    """(model, tokenizer) from a local transformers directory; ModelError names what is wrong."""
+def load_checkpoint(path: Path, dtype: str = "float32", device: str | None = None):
+    """(model, tokenizer) from a local transformers directory, on `device` (default: settings.device());
+    ModelError names what is wrong."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if not path.is_dir():
@@ -245,6 +296,12 @@ def load_checkpoint(path: Path, dtype: str = "float32"):
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=_dtype(dtype)).eval()
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load checkpoint {path}: {str(exc).splitlines()[0]}") from None
+    device = device or settings.device()
+    if device != "cpu":
+        try:
+            model.to(device)
+        except (RuntimeError, AssertionError) as exc:  # no such device, or torch built without it
+            raise ModelError(f"cannot put the model on device {device!r}: {str(exc).splitlines()[0]}") from None
     return model, tok
 
 

@@ -30,7 +30,7 @@ def load(target: str, spec: str, dtype: str = "float32", **opts: Any):
         gguf = resolve_gguf(target)
         ckpt, sha = converted_checkpoint(gguf)
         source, path = f"{gguf_quantization(gguf)} dequantized", gguf
-    model, tok = load_checkpoint(ckpt, "float32")
+    model, tok = load_checkpoint(ckpt, "float32", device="cpu")  # torch dynamic int8 kernels are CPU-only
     n_params = sum(t.numel() for t in model.parameters())
     with warnings.catch_warnings():  # torch flags its quantized tensor API as deprecated
         warnings.simplefilter("ignore")
