@@ -6,7 +6,8 @@
 Builds each task's lm-eval `generate_until` requests (GSM8K 5-shot, HumanEval 0-shot, greedy, the
 tasks' own stop sequences) for a seeded subset of docs from the mirror, then times `generate_until`
 over exactly those requests for lm-eval's stock HFLM and for the workbench backend in this process
-(model load excluded), and prints generated tokens/s (returned text re-tokenised, as the run
+(model load excluded; the two take turns on slices of the requests, so load changes on a shared
+machine hit both), and prints generated tokens/s (returned text re-tokenised, as the run
 manifest counts them), the ratio to lm-eval `hf`, and how many outputs are identical.
 """
 from __future__ import annotations
@@ -37,6 +38,21 @@ def timed(lm, insts):
     return time.perf_counter() - t, out
 
 
+def interleaved(stock, ours, insts, rounds: int):
+    """Both backends on the same consecutive slices of the requests, taking turns at going first, so a
+    change in the machine's load (it is shared) hits both alike."""
+    size = -(-len(insts) // rounds)
+    acc = {"stock": [0.0, []], "ours": [0.0, []]}
+    for r, start in enumerate(range(0, len(insts), size)):
+        part = insts[start:start + size]
+        order = [("stock", stock), ("ours", ours)]
+        for name, lm in (order if r % 2 == 0 else order[::-1]):
+            dt, out = timed(lm, part)
+            acc[name][0] += dt
+            acc[name][1].extend(out)
+    return acc["stock"], acc["ours"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", default="gsm8k,humaneval")
@@ -45,6 +61,7 @@ def main() -> None:
     ap.add_argument("--max-gen-toks", type=int, help="cap every request's token budget (default: the task's)")
     ap.add_argument("--model", default="smollm2-135m", help="a gguf alias/file (both backends load its checkpoint)")
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--rounds", type=int, default=2, help="slices the backends take turns on (default 2)")
     args = ap.parse_args()
 
     import torch
@@ -61,8 +78,7 @@ def main() -> None:
     print(f"{'task':<10} {'backend':<30} {'seconds':>8} {'tokens':>7} {'tok/s':>7} {'ratio':>6} {'identical':>10}")
     for task in args.tasks.split(","):
         insts = build_requests(task, args.n, args.seed, args.max_gen_toks)
-        base_t, base = timed(stock, insts)
-        t, got = timed(ours, insts)
+        (base_t, base), (t, got) = interleaved(stock, ours, insts, args.rounds)
         count = lambda texts: sum(len(stock.tok_encode(s)) for s in texts)
         same = sum(a == b for a, b in zip(got, base))
         base_rate, rate = count(base) / base_t, count(got) / t

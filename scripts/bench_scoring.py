@@ -6,7 +6,8 @@
 Builds lm-eval's requests for a seeded set of items from the mirror once (MMLU: 5-shot lettered,
 subject-stratified; `--subjects 1` = items of one whole subject, as a full run scores them; MMLU-cloze
 and ARC: 0-shot, the answer texts as continuations), then times `loglikelihood` over exactly those
-requests for each backend in this process (model load excluded), and prints items/s, the ratio to
+requests for each backend in this process (model load excluded; the backends take turns on slices
+of the items, so load changes on a shared machine hit both), and prints items/s, the ratio to
 lm-eval `hf`, and per-item agreement of the chosen answer and log-likelihoods.
 """
 from __future__ import annotations
@@ -52,6 +53,20 @@ def time_backend(lm, docs):
     return dt, out
 
 
+def interleaved(backends: dict, docs, rounds: int) -> dict:
+    """Time every backend on the same consecutive slices of the items, alternating which goes first, so
+    a change in the machine's load (it is shared) hits all of them alike. {name: (seconds, lls)}."""
+    out = {name: [0.0, []] for name in backends}
+    size = -(-len(docs) // rounds)
+    for r, start in enumerate(range(0, len(docs), size)):
+        names = list(backends) if r % 2 == 0 else list(reversed(backends))
+        for name in names:
+            dt, lls = time_backend(backends[name], docs[start:start + size])
+            out[name][0] += dt
+            out[name][1].extend(lls)
+    return {name: (dt, lls) for name, (dt, lls) in out.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--task", default="mmlu", help="mmlu (lettered), mmlu_cloze, arc_easy, arc_challenge, ...")
@@ -62,6 +77,7 @@ def main() -> None:
                     "as the quick suite; fewer subjects = more shared few-shot preamble, as a full run)")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--llamacpp", action="store_true", help="also time the llamacpp backend")
+    ap.add_argument("--rounds", type=int, default=4, help="slices the backends take turns on (default 4)")
     args = ap.parse_args()
 
     import numpy as np
@@ -73,21 +89,15 @@ def main() -> None:
 
     docs = build_requests(args.task, args.items, args.fewshot, args.seed, args.subjects)
     n_req = sum(len(d) for d in docs)
-    ctx_tokens = None
     ckpt, _ = converted_checkpoint(gguf_path("smollm2-135m"))
-    results = {}
 
     stock = HFLM(pretrained=str(ckpt), dtype="float32", batch_size=args.batch_size, device="cpu")
     ctx_tokens = np.mean([len(stock.tok_encode(d[0].args[0])) for d in docs])
-    results["lm-eval hf (stock HFLM)"] = time_backend(stock, docs)
-    del stock
-    ours = load_model("smollm2-135m", batch_size=args.batch_size)
-    results["workbench gguf (fp32, prefix-shared)"] = time_backend(ours, docs)
-    ours.close()
+    backends = {"lm-eval hf (stock HFLM)": stock,
+                "workbench gguf (fp32, prefix-shared)": load_model("smollm2-135m", batch_size=args.batch_size)}
     if args.llamacpp:
-        ll = load_model("llamacpp:smollm2-135m")
-        results["workbench llamacpp (Q4_1)"] = time_backend(ll, docs)
-        ll.close()
+        backends["workbench llamacpp (Q4_1)"] = load_model("llamacpp:smollm2-135m")
+    results = interleaved(backends, docs, args.rounds)
 
     base_t, base = results["lm-eval hf (stock HFLM)"]
     shots = f"{args.fewshot}-shot" if args.fewshot is not None else "task's few-shot"

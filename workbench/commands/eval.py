@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -69,7 +70,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"run_id: {run.run_id}")
         print(results_table(headline_metrics(run.metrics) if run.manifest.get("suite") else run.metrics))
         t = run.manifest.get("timings", {})
-        print(f"\n{run.manifest['n_samples']} samples in {t.get('total_s', 0):.1f} s; stored in {run.path}")
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        print(f"\n{run.manifest['n_samples']} samples in {t.get('total_s', 0):.1f} s (eval wall time; this process "
+              f"used {t.get('driver_cpu_s', 0):.1f} CPU s, load average {load:.1f} on {os.cpu_count()} CPUs); "
+              f"stored in {run.path}")
     return 0
 
 

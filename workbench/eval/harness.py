@@ -397,7 +397,7 @@ def run_eval(
     from workbench.eval.models import parse_spec
 
     _quiet_lm_eval()
-    t0 = time.time()
+    t0, cpu0 = time.time(), time.process_time()
     if resume:
         partial = store.open_partial(resume)
         req = EvalRequest(**partial.manifest["request"])
@@ -499,6 +499,8 @@ def run_eval(
     df = pd.DataFrame(rows)
     metrics = compute_metrics(df, partial.manifest, req.seed)
     timings["total_s"] = round(timings.get("total_s", 0.0) + time.time() - t0, 3)
+    # This process's CPU seconds (all its threads): on a shared machine, wall time alone says little.
+    timings["driver_cpu_s"] = round(timings.get("driver_cpu_s", 0.0) + time.process_time() - cpu0, 3)
     partial.manifest["finished"] = utc_now()
     partial.manifest["n_samples"] = len(df)
     return store.publish(partial, df, metrics)
