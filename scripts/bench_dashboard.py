@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import statistics
 import tempfile
 import threading
@@ -93,6 +94,7 @@ def main() -> None:
         build_store(root, args.runs, args.samples)
         print(f"built {args.runs} runs x {args.samples} samples in {time.perf_counter() - t:.1f} s ({root})")
     app = create_app(root, root / "no-artifacts")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request would drown the figures
     srv = make_server("127.0.0.1", 0, app.server, threaded=True)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{srv.server_port}"

@@ -93,14 +93,17 @@ def run_cli(tmp_path):
     return run
 
 
-def derive_run(store, src: str, dst: str, edit) -> None:
-    """Publish run `dst`: run `src` with its samples passed through `edit(df) -> df` and metrics recomputed
-    (through the store, so the new run's file digests are its own)."""
+def derive_run(store, src: str, dst: str, edit, manifest_edit=None) -> None:
+    """Publish run `dst`: run `src` with its samples passed through `edit(df) -> df` (and its manifest through
+    `manifest_edit(dict) -> dict`) and metrics recomputed (through the store, so the new run's file digests
+    are its own)."""
     from workbench.eval.harness import compute_metrics
 
     run = store.load(src)
     df = edit(run.samples)
     manifest = {k: v for k, v in run.manifest.items() if k not in ("run_id", "status", "files")}
+    if manifest_edit is not None:
+        manifest = manifest_edit(manifest)
     store.publish(store.create(dst, manifest), df, compute_metrics(df, manifest, 0))
 
 

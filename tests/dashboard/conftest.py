@@ -1,8 +1,17 @@
-"""A run store made by the real harness on two tiny random models, artifacts made by the real interp tools
-on the tiny model (one linked to a stored sample), and a headless Chromium for the browser tests."""
+"""A deliberately messy run store and artifact root, and a headless Chromium for the browser tests.
+
+Runs made by the real harness on two tiny random models, plus runs derived from them: hostile model output
+(HTML/JS, a 200,000-character answer, a 5,000-line generation, bidi overrides), an XSTest-like safety task
+whose primary metric is lower-is-better, an int8 run and an OpenAI-server run (no torch weights). Beside them
+a stray folder, a stray file and a run with a truncated metrics.json. Artifacts made by the real interp
+tools on the tiny model (two linked to a stored sample), plus one whose manifest has no id, one with a
+truncated manifest and one with a non-string `created` and a non-dict `source`.
+"""
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +22,17 @@ from conftest import build_tiny_model, derive_run
 
 TASKS = ["mmlu_anatomy", "arc_easy"]
 XSS = '<script>window.__xss=1</script><img src=x onerror="window.__xss=2">'
+LONG_ANSWER = "B" * 200_000                      # one unbroken 200k-character answer
+TALL_ANSWER = "step\n" * 5_000                   # a 5,000-line generation
+BIDI = "Invoice \u202egpj.exe\u202c done"       # RLO reverses 'gpj.exe' on screen unless neutralised
+STRAY = ("Old results (copy)", "notes.txt", "run-truncated")
+BAD_ARTIFACTS = ("attention-noid", "attention-truncated")
+SHOTS: list[Path] = []
+
+
+def pytest_terminal_summary(terminalreporter):
+    if SHOTS:
+        terminalreporter.write_line(f"dashboard screenshots: {SHOTS[0]}")
 CHROMIUM = os.environ.get("CHROMIUM_BIN", "/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -29,6 +49,46 @@ class DashEnv:
     xss: str
     linked_key: str          # task#doc_id of the sample the attention/lens artifacts link to
     ids: dict[str, str]      # artifact kind -> id
+    hostile: dict[str, str]  # "xss" | "long" | "tall" | "bidi" -> sample key in run-xss
+    odd_artifact: str        # an artifact with a non-string `created` and a string `source`
+    good_runs: list[str]
+    stray: tuple[str, ...] = STRAY                  # store entries that must be skipped and named
+    bad_artifacts: tuple[str, ...] = BAD_ARTIFACTS
+    long_answer: str = LONG_ANSWER
+    tall_answer: str = TALL_ANSWER
+    bidi: str = BIDI
+
+
+def _safety(seed: int):
+    """An XSTest-like task from run-a's ARC items: over_refusal on even docs (lower is better), unsafe_refusal
+    on odd ones, refusal on all; generations as answers."""
+
+    def edit(df):
+        d = df[df["task"] == "arc_easy"].copy().reset_index(drop=True)
+        rng = np.random.default_rng(seed)
+        refused = rng.random(len(d)) < 0.5
+        safe = (d["doc_id"].astype(int) % 2 == 0).to_numpy()
+        d["task"], d["group"], d["subset"] = "xstest", None, None
+        d["generation"] = np.where(refused, "I'm sorry, I can't help with that.", "Sure. First, open the lid; then ...")
+        d["refusal"] = refused.astype(float)
+        d["over_refusal"] = np.where(safe, refused, np.nan).astype(float)
+        d["unsafe_refusal"] = np.where(~safe, refused, np.nan).astype(float)
+        return d.drop(columns=[c for c in ("acc", "acc_norm", "prediction", "choices", "loglikelihoods", "is_greedy")
+                               if c in d.columns])
+
+    def manifest(m):
+        task = dict(m["tasks"]["arc_easy"], group=None, subset=None, primary_metric="over_refusal",
+                    directions={"refusal": "higher", "over_refusal": "lower", "unsafe_refusal": "higher"})
+        return {**m, "tasks": {"xstest": task}, "suite": "safety"}
+
+    return edit, manifest
+
+
+def _model(spec: str, backend: str):
+    def manifest(m):
+        return {**m, "model": {**m["model"], "spec": spec, "backend": backend}}
+
+    return manifest
 
 
 @pytest.fixture(scope="session")
@@ -58,18 +118,42 @@ def dash_env(tmp_path_factory, tiny_model_dir, fixture_mirror) -> DashEnv:
         df.loc[0, "prompt"] = f"Question: {XSS}\nAnswer:"
         df["generation"] = None
         df.loc[0, "generation"] = f"Sure: {XSS} done"
+        df.loc[1, "generation"] = LONG_ANSWER
+        df.loc[2, "generation"] = TALL_ANSWER
+        df.loc[3, "generation"] = BIDI
+        df.loc[3, "prompt"] = f"Rename {BIDI}?"
         return df
 
     derive_run(store, "run-a", "run-xss", hostile)
+    derive_run(store, "run-a", "run-safe-a", *_safety(0))
+    derive_run(store, "run-a", "run-safe-b", *_safety(1))
+    spec_b = store.load("run-b").manifest["model"]["spec"]
+    derive_run(store, "run-b", "run-int8", lambda df: df, _model("int8:" + spec_b.partition(":")[2], "int8"))
+    derive_run(store, "run-b", "run-openai", lambda df: df, _model("openai:http://127.0.0.1:9/v1", "openai"))
+    # The mess a store collects: a stray folder and file, and a run whose metrics.json was cut short.
+    (store.root / STRAY[0]).mkdir()
+    (store.root / STRAY[0] / "readme.txt").write_text("old stuff")
+    (store.root / STRAY[1]).write_text("notes")
+    shutil.copytree(store.root / "run-a", store.root / STRAY[2])
+    metrics = store.root / STRAY[2] / "metrics.json"
+    metrics.write_text(metrics.read_text()[:40])
+    x = store.load("run-xss").samples
+    hostile_keys = {name: f"{x.task[i]}#{x.doc_id[i]}" for i, name in enumerate(("xss", "long", "tall", "bidi"))}
 
     arts = root / "artifacts"
     model = load_hooked(f"hf:{tiny_model_dir}")
+    # A lens target that is the top token somewhere, so the tables have a highlighted cell.
+    top_token = str(lens(model, f"{XSS} The quick brown fox", k=1).top.sort_values("layer").iloc[-1]["token"])
+    try:
+        model.single_token(top_token)
+    except Exception:
+        top_token = " the"
     a = store.load("run-a").samples
     row = a[a["task"] == "arc_easy"].iloc[0]
     src = from_run("run-a", str(row["doc_id"]), task="arc_easy", store=store.root)
     ids = {
         "attention": artifacts.save(analyze(model, src.prompt[-200:], seq_len=8, n_seqs=2, source=src.link()), arts),
-        "logit_lens": artifacts.save(lens(model, f"{XSS} The quick brown fox", k=3, target=" the",
+        "logit_lens": artifacts.save(lens(model, f"{XSS} The quick brown fox", k=3, target=top_token,
                                           positions=[0, -1], source=src.link()), arts),
         "attribution": artifacts.save(attribute(model, "The quick brown fox jumps", " the", n_steps=16,
                                                 internal_batch_size=8), arts),
@@ -82,7 +166,19 @@ def dash_env(tmp_path_factory, tiny_model_dir, fixture_mirror) -> DashEnv:
     texts = [f"It was {words[i % 6]} and {words[(i * 5) % 6]} {rng.integers(100)}" for i in range(40)]
     ds = ProbeDataset("toy", texts, np.array([i % 2 for i in range(40)]), np.arange(40))
     ids["probe"] = artifacts.save(probe(model, ds), arts)
-    return DashEnv(store.root, arts, "run-a", "run-b", "run-xss", XSS, f"arc_easy#{row['doc_id']}", ids)
+    # Damaged artifacts: a manifest without "id", a truncated manifest, and an odd-but-readable one.
+    for name in BAD_ARTIFACTS:
+        shutil.copytree(arts / ids["attention"], arts / name)
+    m = json.loads((arts / ids["attention"] / "manifest.json").read_text())
+    (arts / BAD_ARTIFACTS[0] / "manifest.json").write_text(json.dumps({k: v for k, v in m.items() if k != "id"}))
+    (arts / BAD_ARTIFACTS[1] / "manifest.json").write_text(json.dumps(m)[:50])
+    odd = "attention-odd-created"
+    shutil.copytree(arts / ids["attention"], arts / odd)
+    (arts / odd / "manifest.json").write_text(json.dumps({**m, "id": odd, "created": {"when": [2026, 1, 1]},
+                                                          "source": "run-a"}))
+    good = ["run-a", "run-b", "run-xss", "run-safe-a", "run-safe-b", "run-int8", "run-openai"]
+    return DashEnv(store.root, arts, "run-a", "run-b", "run-xss", XSS, f"arc_easy#{row['doc_id']}", ids, hostile_keys,
+                   odd, good)
 
 
 @pytest.fixture(scope="session")
@@ -117,8 +213,18 @@ def browser():
         b.close()
 
 
+@pytest.fixture(scope="session")
+def shots_dir(tmp_path_factory) -> Path:
+    """Where the browser tests keep a screenshot of every page they visit ($WORKBENCH_SCREENSHOTS, else a
+    folder of pytest's base temp dir, printed at the end of the run)."""
+    path = Path(os.environ.get("WORKBENCH_SCREENSHOTS") or tmp_path_factory.getbasetemp() / "screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    SHOTS[:] = [path]
+    return path
+
+
 @pytest.fixture
-def page(browser, server_url, tmp_path):
+def page(browser, server_url, shots_dir):
     """A fresh page that records console errors and any request leaving the app's origin."""
     ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
     pg = ctx.new_page()
@@ -126,6 +232,6 @@ def page(browser, server_url, tmp_path):
     pg.on("console", lambda m: pg.errors.append(m.text) if m.type == "error" else None)
     pg.on("pageerror", lambda e: pg.errors.append(str(e)))
     pg.on("request", lambda r: pg.foreign.append(r.url) if not r.url.startswith(server_url) else None)
-    pg.shots = tmp_path
+    pg.shots = shots_dir
     yield pg
     ctx.close()

@@ -1,5 +1,7 @@
-"""The dashboard in real headless Chromium (Debian's, driven by Playwright): each page loads against runs and
-artifacts made by the real tools, responds to the controls, renders model output as text, stays offline."""
+"""The dashboard in real headless Chromium (Debian's, driven by Playwright): each page loads against a messy
+store of runs and artifacts made by the real tools, skips and names what it cannot read, responds to the
+controls, renders model output as bounded text, stays offline. Every page visited is kept as a screenshot
+(see `shots_dir` in conftest.py)."""
 from __future__ import annotations
 
 from urllib.parse import quote
@@ -28,25 +30,40 @@ def _clean(page, name: str) -> None:
     page.screenshot(path=str(page.shots / f"{name}.png"), full_page=True)
     assert page.errors == [], page.errors
     assert page.foreign == [], f"requests left the app: {page.foreign}"
+    _bounded(page)
 
 
-def test_leaderboard_filter_select_and_compare(page, server_url, dash_app):
+def _bounded(page, max_height: int = 8000) -> None:
+    """The page is no wider than the window and not absurdly tall."""
+    width, height = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.scrollHeight]")
+    assert width <= page.viewport_size["width"], f"page is {width} px wide"
+    assert height <= max_height, f"page is {height} px tall"
+
+
+def _truncated(page, selector: str) -> list[str]:
+    """Texts of the elements matching `selector` that are cut off (ellipsis) in their box."""
+    return page.evaluate("""sel => [...document.querySelectorAll(sel)]
+        .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent)""", selector)
+
+
+def test_leaderboard_filter_select_and_compare(page, server_url, dash_app, dash_env):
     from playwright.sync_api import expect
 
     _open(page, server_url + "/", "page-leaderboard")
     rows = page.locator("#lb-grid .ag-center-cols-container .ag-row")
-    expect(rows).to_have_count(3, timeout=TIMEOUT)
+    expect(rows).to_have_count(len(dash_env.good_runs), timeout=TIMEOUT)
     model_b = dash_app.workbench_data.run("run-b").manifest["model"]["spec"]
     _pick(page, "lb-model", model_b)
     expect(rows).to_have_count(1, timeout=TIMEOUT)
-    expect(page.locator("#lb-grid .ag-pinned-left-cols-container")).to_contain_text("run-b")
+    expect(page.locator('#lb-grid .ag-center-cols-container .ag-row[row-id="run-b"]')).to_have_count(1)
     page.reload()
     page.locator("#page-leaderboard").wait_for(timeout=TIMEOUT)
-    expect(rows).to_have_count(3, timeout=TIMEOUT)
+    expect(rows).to_have_count(len(dash_env.good_runs), timeout=TIMEOUT)
     for rid in ("run-a", "run-b"):
-        page.locator(f'#lb-grid .ag-center-cols-container .ag-row[row-id="{rid}"] .ag-checkbox-input').click()
+        page.locator(f'#lb-grid .ag-pinned-left-cols-container .ag-row[row-id="{rid}"] .ag-checkbox-input').click()
     link = page.locator("#lb-compare-link")
     expect(link).to_contain_text("Compare 2 runs (baseline run-a)", timeout=TIMEOUT)
+    expect(page.locator("#lb-plot .scatterlayer .trace")).to_have_count(2, timeout=TIMEOUT)
     _clean(page, "leaderboard")
     link.click()
     page.locator("#page-compare").wait_for(timeout=TIMEOUT)
@@ -59,6 +76,117 @@ def test_leaderboard_filter_select_and_compare(page, server_url, dash_app):
     expect(page.locator("#cmp-flips .ag-center-cols-container .ag-row")).to_have_count(len(c.flips), timeout=TIMEOUT)
     expect(page.locator("h3", has_text="Flipped items")).to_have_text(f"Flipped items ({len(c.flips)})")
     _clean(page, "compare")
+
+
+def test_leaderboard_on_a_messy_store(page, server_url, dash_app, dash_env):
+    """Stray folder, stray file and a truncated metrics.json: named in a note; every good run still listed, with
+    short labels, the tick boxes first, metric and direction in the header, numbers formatted, and a plot."""
+    from playwright.sync_api import expect
+
+    _open(page, server_url + "/", "page-leaderboard")
+    note = page.locator("#lb-unreadable")
+    expect(note).to_contain_text("Could not read 3 runs", timeout=TIMEOUT)
+    for name in dash_env.stray:
+        expect(note).to_contain_text(name)
+    expect(note).to_contain_text("metrics.json")
+    expect(page.locator("#lb-grid .ag-center-cols-container .ag-row")).to_have_count(len(dash_env.good_runs),
+                                                                                       timeout=TIMEOUT)
+    first = page.locator("#lb-grid .ag-pinned-left-header .ag-header-cell").first
+    assert first.get_attribute("col-id") == "ag-Grid-SelectionColumn"
+    expect(page.locator("#lb-grid .ag-header-cell-text", has_text="xstest · over_refusal ↓")).to_have_count(1)
+    cell = page.locator('#lb-grid .ag-row[row-id="run-a"] .ag-cell[col-id="s1"]')
+    e = dash_app.workbench_data.run("run-a").metrics["tasks"]["arc_easy"]["acc"]
+    expect(cell).to_have_text(f"{e['value']:.3f} [{e['ci95_low']:.3f}, {e['ci95_high']:.3f}]")
+    label = page.locator('#lb-grid .ag-pinned-left-cols-container .ag-row[row-id="run-a"] .ag-cell[col-id="label"]')
+    expect(label).to_contain_text(" · hf · ")
+    assert _truncated(page, "#lb-grid .ag-header-cell-text") == []
+    expect(page.locator("#lb-plot .scatterlayer .trace")).to_have_count(len(dash_env.good_runs), timeout=TIMEOUT)
+    _clean(page, "leaderboard-messy-store")
+
+
+def test_compare_page_is_readable_and_flips_open_in_the_explorer(page, server_url, dash_app):
+    from playwright.sync_api import expect
+
+    _open(page, f"{server_url}/compare?runs=run-a,run-b,run-xss", "page-compare")
+    forest = page.locator("#cmp-forest")
+    expect(forest.locator(".scatterlayer .trace")).to_have_count(2, timeout=TIMEOUT)
+    expect(forest.locator(".legend .traces")).to_have_count(2)
+    colours = {forest.locator(".scatterlayer .trace").nth(i).locator(".point").first.evaluate(
+        "e => getComputedStyle(e).stroke") for i in range(2)}
+    assert len(colours) == 2, colours
+    expect(page.locator("#cmp-grid .ag-header-cell-text", has_text="Δ (candidate − baseline)")).to_have_count(1)
+    page.screenshot(path=str(page.shots / "compare-three-runs.png"), full_page=True)
+    assert _truncated(page, "#cmp-grid .ag-header-cell-text") == []
+    assert _truncated(page, '#cmp-grid .ag-cell[col-id="scope"], #cmp-grid .ag-cell[col-id="candidate_label"], '
+                            '#cmp-grid .ag-cell[col-id="ci95_low"]') == []
+    _clean(page, "compare-three-runs")
+    page.locator("#cmp-flips").scroll_into_view_if_needed()
+    link = page.locator("#cmp-flips a.grid-link").first
+    href = link.get_attribute("href")
+    link.click()
+    page.locator("#page-samples").wait_for(timeout=TIMEOUT)
+    key = href.split("sample=")[1].replace("%23", "#")
+    expect(page.locator("#detail-title")).to_have_text(key.replace("#", " #"), timeout=TIMEOUT)
+    expect(page.locator("#detail-baseline")).to_contain_text("Baseline", timeout=TIMEOUT)
+    _clean(page, "compare-flip-opened")
+
+
+def test_safety_task_by_its_own_metric(page, server_url, dash_env):
+    """XSTest's over_refusal (lower is better): no "correct" column verdicts, the metric and arrow on each row,
+    the baseline's answer beside the run's, the generation shown once."""
+    from playwright.sync_api import expect
+
+    _open(page, f"{server_url}/compare?runs=run-safe-a,run-safe-b", "page-compare")
+    expect(page.locator("#cmp-grid .ag-cell", has_text="over_refusal ↓").first).to_be_visible(timeout=TIMEOUT)
+    _clean(page, "compare-safety")
+    _open(page, f"{server_url}/samples/run-safe-b?baseline=run-safe-a", "page-samples")
+    for label in ("Task", "Correctness", "Baseline run (for flips and its answers)", "Flip against the baseline"):
+        expect(page.locator("#page-samples label", has_text=label)).to_have_count(1)
+    grid = page.locator("#se-grid")
+    expect(grid.locator('.ag-header-cell[col-id="baseline_answer"]')).to_have_count(1, timeout=TIMEOUT)
+    correct = grid.locator('.ag-center-cols-container .ag-cell[col-id="correct"]')
+    expect(correct.first).to_have_text("–", timeout=TIMEOUT)
+    assert set(correct.all_inner_texts()) == {"–"}
+    assert set(grid.locator('.ag-center-cols-container .ag-cell[col-id="metric"]').all_inner_texts()) == {"over_refusal ↓"}
+    grid.locator('.ag-center-cols-container .ag-row[row-index="0"] .ag-cell').first.click()
+    expect(page.locator("#detail-baseline")).to_be_visible(timeout=TIMEOUT)
+    expect(page.locator("#detail-generation")).to_have_count(1)
+    expect(page.locator("#baseline-generation")).to_have_count(1)
+    expect(page.locator("#detail-answer")).to_have_count(0)
+    _clean(page, "samples-safety-with-baseline")
+
+
+def test_long_answers_are_clipped_and_bidi_is_neutralised(page, server_url, dash_env):
+    from playwright.sync_api import expect
+
+    for name, n in (("long", len(dash_env.long_answer)), ("tall", len(dash_env.tall_answer))):
+        _open(page, f"{server_url}/samples/run-xss?sample={quote(dash_env.hostile[name])}", "page-samples")
+        expect(page.locator("#detail-generation-more")).to_contain_text(f"{n:,} characters", timeout=TIMEOUT)
+        _clean(page, f"samples-{name}-answer")
+        page.locator("#detail-generation-more").click()
+        expect(page.locator("#detail-generation-full")).to_be_visible()
+        assert len(page.locator("#detail-generation-full").text_content()) == n
+        _bounded(page)
+        page.screenshot(path=str(page.shots / f"samples-{name}-answer-show-all.png"), full_page=True)
+    _open(page, f"{server_url}/samples/run-xss?sample={quote(dash_env.hostile['bidi'])}", "page-samples")
+    cell = page.locator(f'#se-grid .ag-row[row-id="{dash_env.hostile["bidi"]}"] .ag-cell[col-id="answer"]')
+    expect(cell).to_have_text("Invoice \\u202egpj.exe\\u202c done", timeout=TIMEOUT)
+    expect(page.locator("#detail-generation")).to_have_text("Invoice \\u202egpj.exe\\u202c done")
+    assert "\u202e" not in page.locator("#page").inner_text()
+    _clean(page, "samples-bidi")
+
+
+def test_artifacts_page_on_a_messy_root(page, server_url, dash_env):
+    from playwright.sync_api import expect
+
+    _open(page, f"{server_url}/artifacts", "page-artifacts")
+    note = page.locator("#artifacts-unreadable")
+    expect(note).to_contain_text("Could not read 2 artifacts", timeout=TIMEOUT)
+    for name in dash_env.bad_artifacts:
+        expect(note).to_contain_text(name)
+    expect(page.locator("#artifact-table tbody tr")).to_have_count(len(dash_env.ids) + 1)
+    expect(page.locator("#artifact-table")).to_contain_text(dash_env.odd_artifact)
+    _clean(page, "artifacts")
 
 
 def test_sample_explorer_filter_and_open_a_sample(page, server_url, dash_app, dash_env):
@@ -126,14 +254,17 @@ def test_artifact_views_render(page, server_url, dash_env, kind):
     from playwright.sync_api import expect
 
     _open(page, f"{server_url}/artifacts/{dash_env.ids[kind]}", f"page-artifact-{kind}")
-    if kind != "logit_lens":
-        expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=TIMEOUT)
+    expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=TIMEOUT)
     if kind == "attribution":
         expect(page.locator("#attr-ig .tok")).to_have_count(len(dash_env and __import__(
             "workbench.interp.artifacts", fromlist=["load"]).load(dash_env.ids[kind], dash_env.artifacts).ig))
     if kind == "logit_lens":
         expect(page.locator("#lens-table-0 tbody tr").first).to_be_visible(timeout=TIMEOUT)
+        expect(page.locator("#lens-target .scatterlayer .trace").first).to_be_visible(timeout=TIMEOUT)
+        assert page.locator("table.lens td.target").count() > 0
         assert page.evaluate("window.__xss") is None
+    if kind == "patching":
+        expect(page.locator("#patch-note")).to_contain_text("normalised recovery")
     _clean(page, kind)
 
 
@@ -163,13 +294,17 @@ def test_bad_ids_in_the_url_show_an_error(page, server_url):
 
 
 def test_create_an_artifact_from_the_sample_panel(page, server_url, dash_app):
+    """An int8 run: the job runs on the same weights unquantized, and the panel and the artifact say so."""
     from playwright.sync_api import expect
 
-    df = dash_app.workbench_data.samples("run-b")
+    data = dash_app.workbench_data
+    df = data.samples("run-int8")
     row = df[df.task == "mmlu_anatomy"].iloc[3]
     key = f"mmlu_anatomy#{row['doc_id']}"
-    _open(page, f"{server_url}/samples/run-b?sample={quote(key)}", "page-samples")
+    _open(page, f"{server_url}/samples/run-int8?sample={quote(key)}", "page-samples")
     expect(page.locator("#detail-artifacts-box h4")).to_have_text("Interpretability artifacts (0)", timeout=TIMEOUT)
+    expect(page.locator("#job-model")).to_have_text(data.run("run-b").manifest["model"]["spec"])
+    expect(page.locator("#job-weights-note")).to_contain_text("unquantized")
     page.locator("#job-create").click()
     link = page.locator("#job-artifact-link")
     expect(link).to_contain_text("attention · attention-", timeout=120_000)
@@ -177,4 +312,6 @@ def test_create_an_artifact_from_the_sample_panel(page, server_url, dash_app):
     _clean(page, "job")
     link.click()
     page.locator("#page-artifact-attention").wait_for(timeout=TIMEOUT)
-    expect(page.locator("#artifact-source-link")).to_contain_text(f"run-b / mmlu_anatomy #{row['doc_id']}")
+    expect(page.locator("#artifact-source-link")).to_contain_text(f"run-int8 / mmlu_anatomy #{row['doc_id']}")
+    expect(page.locator("#artifact-weights")).to_contain_text("unquantized")
+    _clean(page, "job-artifact")

@@ -49,3 +49,14 @@ def test_cli_serves_on_loopback(dash_env, tmp_path):
         proc.terminate()
         out = proc.communicate(timeout=10)[0]
     assert f"dashboard on http://127.0.0.1:{port}/" in out
+
+
+def test_list_commands_report_the_messy_store(capsys, dash_env):
+    """`runs list` / `artifacts list` on the dashboard's messy store: the good entries, and each bad one named."""
+    assert main(["runs", "list", "--store", str(dash_env.store)]) == 0
+    out, err = capsys.readouterr()
+    assert all(rid in out for rid in dash_env.good_runs)
+    assert all(str(dash_env.store / name) in err for name in dash_env.stray)
+    assert main(["artifacts", "list", "--artifacts", str(dash_env.artifacts)]) == 0
+    out, err = capsys.readouterr()
+    assert dash_env.odd_artifact in out and all(str(dash_env.artifacts / n) in err for n in dash_env.bad_artifacts)

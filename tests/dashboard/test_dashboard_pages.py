@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from dash import dcc, html
 
-from workbench.analysis.compare import compare_runs
+from workbench.analysis.compare import answer_text, compare_runs
 from workbench.dashboard import pages
 from workbench.dashboard.data import filter_samples, flip_states, leaderboard, sample_detail, sample_rows
+from workbench.dashboard.text import one_line
 from workbench.interp import artifacts
 
 
@@ -39,20 +40,59 @@ def _text(node) -> str:
 def test_leaderboard_cells_are_the_runs_metrics(dash_app, dash_env):
     data = dash_app.workbench_data
     cols, rows = leaderboard(data.runs())
-    assert sorted(r["run_id"] for r in rows) == ["run-a", "run-b", "run-xss"]
+    assert sorted(r["run_id"] for r in rows) == sorted(dash_env.good_runs)
     assert [r["created"] for r in rows] == sorted(r["created"] for r in rows)
-    rows = sorted(rows, key=lambda r: r["run_id"])
-    assert [(c.kind, c.scope) for c in cols] == [("group", "mmlu"), ("task", "arc_easy")]
-    for row in rows[:2]:
-        m = data.run(row["run_id"]).metrics
-        for c in cols:
+    assert [(c.kind, c.scope) for c in cols] == [("group", "mmlu"), ("task", "arc_easy"), ("task", "xstest")]
+    by_id = {r["run_id"]: r for r in rows}
+    for rid in ("run-a", "run-b"):
+        row, m = by_id[rid], data.run(rid).metrics
+        for c in cols[:2]:
             e = m["groups" if c.kind == "group" else "tasks"][c.scope]["acc"]
-            assert row[c.field] == f"{e['value']:.3f} [{e['ci95_low']:.3f}, {e['ci95_high']:.3f}]"
-            assert row[c.field + "_metric"] == "acc"
-    assert {r["backend"] for r in rows} == {"hf"}
-    only_b = pages.leaderboard_filtered(data, None, [rows[1]["model"]], ["hf"])
+            assert (row[c.field], row[c.field + "_lo"], row[c.field + "_hi"]) == (e["value"], e["ci95_low"], e["ci95_high"])
+            assert row[c.field + "_metric"] == "acc" and row[c.field + "_label"] == "acc ↑"
+        assert row[cols[2].field] is None
+        assert row["label"].startswith("hf:…/tiny-llama") and " · hf · " in row["label"]
+    # XSTest declares over_refusal (lower is better): the column shows it, not `refusal`, and the best is the lowest.
+    x = cols[2]
+    assert (x.metric, x.direction) == ("over_refusal", "lower")
+    safe = {rid: data.run(rid).metrics["tasks"]["xstest"]["over_refusal"]["value"] for rid in ("run-safe-a", "run-safe-b")}
+    assert {rid: by_id[rid][x.field] for rid in safe} == safe
+    best = min(safe, key=safe.get)
+    assert by_id[best][x.field + "_best"] and not by_id[max(safe, key=safe.get)][x.field + "_best"]
+    assert {r["backend"] for r in rows} == {"hf", "int8", "openai"}
+    only_b = pages.leaderboard_filtered(data, None, [by_id["run-b"]["model"]], ["hf"])
     assert [r["run_id"] for r in only_b] == ["run-b"]
     assert pages.leaderboard_filtered(data, None, None, ["gguf"]) == []
+    defs = {d["field"]: d for d in pages.leaderboard_columns(cols, rows)}
+    assert defs[x.field]["headerName"] == "xstest · over_refusal ↓"
+    assert "lower is better" in defs[x.field]["headerTooltip"]
+    assert defs["label"]["pinned"] == "left" and defs["label"]["tooltipField"] == "run_id"
+
+
+def test_leaderboard_lists_what_it_could_not_read(dash_app, dash_env):
+    """A stray folder, a stray file and a run with a truncated metrics.json are skipped and named, with why."""
+    page = pages.page_for(dash_app.workbench_data, "/", "")
+    assert page.id == "page-leaderboard"
+    note = next(n for n in _walk(page) if getattr(n, "id", None) == "lb-unreadable")
+    text = _text(note)
+    assert "Could not read 3 runs" in text
+    for name in dash_env.stray:
+        assert str(dash_env.store / name) in text
+    assert "invalid run id 'Old results (copy)'" in text and "not a run directory" in text
+    assert "run-truncated" in text and "metrics.json" in text
+    grid = next(n for n in _walk(page) if getattr(n, "id", None) == "lb-grid")
+    assert sorted(r["run_id"] for r in grid.rowData) == sorted(dash_env.good_runs)
+    columns = next(n for n in _walk(page) if getattr(n, "id", None) == "lb-columns").data
+    assert [label for _, label in columns] == ["[mmlu] · acc ↑", "arc_easy · acc ↑", "xstest · over_refusal ↓"]
+    plot = pages.leaderboard_plot(columns, grid.rowData, None).figure
+    assert [t.name for t in plot.data] == [r["label"] for r in grid.rowData][: pages._MAX_PLOTTED]
+    ticked = pages.leaderboard_plot(columns, grid.rowData, [{"run_id": "run-a"}, {"run_id": "run-b"}]).figure
+    assert [t.name for t in ticked.data] == [r["label"] for r in grid.rowData if r["run_id"] in ("run-a", "run-b")]
+    a = next(t for t in ticked.data if t.name == next(r["label"] for r in grid.rowData if r["run_id"] == "run-a"))
+    m = dash_app.workbench_data.run("run-a").metrics
+    np.testing.assert_allclose(a.y, [m["groups"]["mmlu"]["acc"]["value"], m["tasks"]["arc_easy"]["acc"]["value"]])
+    np.testing.assert_allclose(np.asarray(a.y) + np.asarray(a.error_y.array),
+                               [m["groups"]["mmlu"]["acc"]["ci95_high"], m["tasks"]["arc_easy"]["acc"]["ci95_high"]])
 
 
 def test_leaderboard_selection_links():
@@ -64,33 +104,73 @@ def test_leaderboard_selection_links():
     assert [l.href for l in one] == ["/samples/run-a"]
 
 
+def _node(page, id_):
+    return next(n for n in _walk(page) if getattr(n, "id", None) == id_)
+
+
 def test_comparison_page_shows_the_compare_module_numbers(dash_app, dash_env):
     data = dash_app.workbench_data
     page = pages.page_for(data, "/compare", "?runs=run-a,run-b&correction=bh")
     assert {"cmp-grid", "cmp-forest", "cmp-flips"} <= _ids(page)
     ref = compare_runs([data.run("run-a"), data.run("run-b")], correction="bh")
-    grid = next(n for n in _walk(page) if getattr(n, "id", None) == "cmp-grid")
+    grid = _node(page, "cmp-grid")
     want = [p for p in ref.paired if p.primary]
     assert len(grid.rowData) == len(want)
     for row, p in zip(grid.rowData, want):
         assert row["delta"] == pytest.approx(p.stats.delta, abs=1e-4)
         assert row["p_adjusted"] == pytest.approx(p.p_adjusted, abs=1e-5)
-    flips = next(n for n in _walk(page) if getattr(n, "id", None) == "cmp-flips")
+        assert (row["ci95_low"], row["ci95_high"]) == pytest.approx((p.stats.ci95_low, p.stats.ci95_high), abs=1e-4)
+        assert row["metric"] == "acc ↑" and row["better"] == (None if p.stats.delta == 0 else p.stats.delta > 0)
+    headers = {c["field"]: c.get("headerName", c["field"]) for c in grid.columnDefs}
+    assert headers["p_adjusted"] == "p (bh)" and headers["ci95_low"] == "95% CI of Δ"
+    assert headers["delta"] == "Δ (candidate − baseline)"
+    flips = _node(page, "cmp-flips")
     assert len(flips.rowData) == len(ref.flips) > 0
-    forest = next(n for n in _walk(page) if getattr(n, "id", None) == "cmp-forest")
-    headline = [r["scope"] for r in grid.rowData if r["scope"].startswith("[") or r["scope"] == "arc_easy"]
-    assert sorted(forest.figure.data[0].y) == sorted(headline)
+    f0, r0 = flips.rowData[0], ref.flips.iloc[0]
+    assert f0["open"] == f"/samples/run-b?baseline=run-a&task={r0.task}&sample={r0.task}%23{r0.doc_id}"
+    forest = _node(page, "cmp-forest").figure
+    headline = [f"{r['scope']} · {r['metric']}" for r in grid.rowData if r["scope"].startswith("[") or r["scope"] == "arc_easy"]
+    assert list(forest.layout.yaxis.ticktext) == headline
+    np.testing.assert_allclose(forest.data[0].x, [r["delta"] for r in grid.rowData if r["scope"] in ("[mmlu]", "arc_easy")])
     page = pages.page_for(data, "/compare", "?runs=run-a,run-b&correction=bh&subjects=1")
-    forest = next(n for n in _walk(page) if getattr(n, "id", None) == "cmp-forest")
-    assert sorted(forest.figure.data[0].y) == sorted(r["scope"] for r in grid.rowData)
+    forest = _node(page, "cmp-forest").figure
+    assert list(forest.layout.yaxis.ticktext) == [f"{r['scope']} · {r['metric']}" for r in grid.rowData]
     assert "unknown correction" in _text(pages.page_for(data, "/compare", "?runs=run-a,run-b&correction=x"))
     assert "at least two runs" in _text(pages.page_for(data, "/compare", "?runs=run-a"))
+
+
+def test_forest_plot_gives_each_candidate_its_colour_and_offset(dash_app):
+    page = pages.page_for(dash_app.workbench_data, "/compare", "?runs=run-a,run-b,run-xss")
+    forest = _node(page, "cmp-forest").figure
+    labels = pages.run_labels([dash_app.workbench_data.run(r) for r in ("run-a", "run-b", "run-xss")])
+    assert [t.name for t in forest.data] == [labels["run-b"], labels["run-xss"]]
+    assert labels["run-xss"].endswith(" · run-xss")  # same model and minute as run-a: the id tells them apart
+    assert forest.data[0].marker.color != forest.data[1].marker.color and forest.layout.showlegend
+    y0, y1 = np.asarray(forest.data[0].y), np.asarray(forest.data[1].y)
+    np.testing.assert_allclose(y1 - y0, 0.35)
+    np.testing.assert_allclose((y0 + y1) / 2, np.arange(len(y0)))
+
+
+def test_comparison_uses_the_metric_direction(dash_app):
+    """XSTest's over_refusal is lower-is-better: a drop is shown as better, an item going 0 -> 1 as right→wrong."""
+    data = dash_app.workbench_data
+    page = pages.page_for(data, "/compare", "?runs=run-safe-a,run-safe-b")
+    row = _node(page, "cmp-grid").rowData[0]
+    assert row["metric"] == "over_refusal ↓" and row["direction"] == "lower"
+    assert row["better"] == (None if row["delta"] == 0 else row["delta"] < 0)
+    a, b = data.samples("run-safe-a"), data.samples("run-safe-b")
+    flips = {(f["doc_id"], f["direction"]) for f in _node(page, "cmp-flips").rowData}
+    want = {(int(d), "right→wrong" if vb > va else "wrong→right")
+            for d, va, vb in zip(a.doc_id, a.over_refusal, b.over_refusal) if va == va and vb == vb and va != vb}
+    assert flips == want and want
+    states = data.flips("run-safe-b", "run-safe-a")
+    assert {(int(k.split("#")[1]), v) for k, v in states.items() if v != "same"} == want
 
 
 def test_flip_status_agrees_with_compare_flipped_items(dash_app):
     data = dash_app.workbench_data
     ref = compare_runs([data.run("run-a"), data.run("run-b")], n_boot=100).flips
-    states = flip_states(data.samples("run-b"), data.samples("run-a"))
+    states = flip_states(data.samples("run-b"), data.samples("run-a"), data.run("run-b").manifest)
     changed = {k: v for k, v in states.items() if v != "same"}
     assert changed == {f"{t}#{d}": dirn for t, d, dirn in zip(ref.task, ref.doc_id, ref.direction)}
     assert len(states) == len(data.samples("run-a"))
@@ -112,32 +192,68 @@ def test_sample_filters(dash_app):
     assert "Flip" not in note
 
 
+def test_correct_only_for_correctness_metrics(dash_app):
+    """A refusal-rate task has no "correct": its rows show the metric (with direction) and the score."""
+    data = dash_app.workbench_data
+    rows, _ = pages.samples_grid_rows(data, "run-safe-a", None, None, None, None)
+    df = data.samples("run-safe-a")
+    assert {r["correct"] for r in rows} == {"–"} and {r["metric"] for r in rows} == {"over_refusal ↓"}
+    assert [r["score"] for r in rows] == [None if v != v else v for v in df.over_refusal]
+    arc, _ = pages.samples_grid_rows(data, "run-a", None, ["arc_easy"], None, None)
+    assert {r["metric"] for r in arc} == {"acc ↑"} and {r["correct"] for r in arc} <= {"yes", "no"}
+
+
 def test_sample_detail_holds_the_stored_loglikelihoods(dash_app, dash_env):
     data = dash_app.workbench_data
     df = data.samples("run-a")
     r = df.iloc[3]
-    d = sample_detail(df, f"{r['task']}#{r['doc_id']}")
+    d = sample_detail(df, f"{r['task']}#{r['doc_id']}", data.run("run-a").manifest)
     assert d["prompt"] == r["prompt"]
     np.testing.assert_allclose([c["loglikelihood"] for c in d["choices"]], r["loglikelihoods"])
     assert [c["predicted"] for c in d["choices"]].index(True) == int(r["prediction"])
-    assert d["scores"]["acc"] == r["acc"]
+    assert d["scores"]["acc"] == r["acc"] and d["primary"] == "acc" and d["directions"]["acc"] == "higher"
     panel = pages.detail_panel(data, "run-a", dash_env.linked_key)
-    assert {"detail-prompt", "detail-choices", "detail-artifacts"} <= _ids(panel)
+    assert {"detail-prompt", "detail-choices", "detail-artifacts", "detail-answer"} <= _ids(panel)
     links = {n.href for n in _walk(panel) if isinstance(n, dcc.Link)}
     assert links == {f"/artifacts/{dash_env.ids['attention']}", f"/artifacts/{dash_env.ids['logit_lens']}"}
-    grid = sample_rows(df, linked=data.linked_artifacts("run-a"))
+    grid = sample_rows(df, data.run("run-a").manifest, linked=data.linked_artifacts("run-a"))
     assert {r["key"]: r["artifacts"] for r in grid if r["artifacts"]} == {dash_env.linked_key: 2}
 
 
-def test_model_output_is_text_never_html(dash_app, dash_env):
-    """Hostile prompt and generation reach the layout as plain strings in html.Pre, never as markup."""
-    from workbench.dashboard.data import sample_key
+def test_baseline_answer_beside_the_runs(dash_app, dash_env):
+    data = dash_app.workbench_data
+    rows, _ = pages.samples_grid_rows(data, "run-b", "run-a", None, None, None)
+    a = {f"{t}#{d}": answer_text(r) for t, d, r in zip(data.samples("run-a").task, data.samples("run-a").doc_id,
+                                                        data.samples("run-a").to_dict("records"))}
+    assert [r["baseline_answer"] for r in rows] == [one_line(a[r["key"]]) for r in rows]
+    assert "baseline_answer" in {c["field"] for c in pages.sample_columns(True)}
+    assert "baseline_answer" not in {c["field"] for c in pages.sample_columns(False)}
+    panel = pages.detail_panel(data, "run-b", dash_env.linked_key, "run-a")
+    assert {"detail-answer", "baseline-answer", "detail-baseline", "baseline-scores"} <= _ids(panel)
+    assert _text(_node(panel, "baseline-answer")) == repr(a[dash_env.linked_key])
+    assert "baseline picked" in _text(_node(panel, "detail-choices"))
 
-    df = dash_app.workbench_data.samples("run-xss")
-    panel = pages.detail_panel(dash_app.workbench_data, "run-xss", sample_key(df.task[0], df.doc_id[0]))
-    pre = {n.id: n for n in _walk(panel) if isinstance(n, html.Pre)}
-    assert dash_env.xss in pre["detail-prompt"].children and dash_env.xss in pre["detail-generation"].children
-    assert not any(isinstance(n, dcc.Markdown) or getattr(n, "dangerously_allow_html", False) for n in _walk(panel))
+
+def test_generation_is_shown_once_and_long_text_is_clipped(dash_app, dash_env):
+    data = dash_app.workbench_data
+    panel = pages.detail_panel(data, "run-xss", dash_env.hostile["xss"])
+    assert "detail-generation" in _ids(panel) and "detail-answer" not in _ids(panel)
+    for key, full in ((dash_env.hostile["long"], dash_env.long_answer), (dash_env.hostile["tall"], dash_env.tall_answer)):
+        panel = pages.detail_panel(data, "run-xss", key)
+        head = _node(panel, "detail-generation").children
+        assert len(head) <= pages._TEXT_CHARS + 2 and head.count("\n") <= pages._TEXT_LINES
+        assert _node(panel, "detail-generation-full").children == full
+        assert f"{len(full):,} characters" in _node(panel, "detail-generation-more").children
+
+
+def test_bidi_controls_are_shown_not_obeyed(dash_app, dash_env):
+    data = dash_app.workbench_data
+    rows, _ = pages.samples_grid_rows(data, "run-xss", None, None, None, None)
+    cell = next(r for r in rows if r["key"] == dash_env.hostile["bidi"])["answer"]
+    assert cell == "Invoice \\u202egpj.exe\\u202c done" and "\u202e" not in cell
+    panel = pages.detail_panel(data, "run-xss", dash_env.hostile["bidi"])
+    assert "\u202e" not in _text(panel) and "\\u202e" in _node(panel, "detail-prompt").children
+    assert dash_env.bidi in data.samples("run-xss").generation.tolist()  # the stored text is untouched
 
 
 @pytest.mark.parametrize("path", ["/samples/..%2F..%2Fetc", "/samples/a%2Fb", "/samples/.hidden",
@@ -159,6 +275,20 @@ def test_missing_run_and_artifact(dash_app):
     assert "no run run-zzz" in pages.page_for(data, "/samples/run-zzz", "").children
     assert "no artifact attention-zzz" in pages.page_for(data, "/artifacts/attention-zzz", "").children
     assert "no run run-zzz" in pages.page_for(data, "/samples/run-a", "?baseline=run-zzz").children
+
+
+def test_artifacts_page_lists_what_it_could_not_read(dash_app, dash_env):
+    page = pages.page_for(dash_app.workbench_data, "/artifacts", "")
+    assert page.id == "page-artifacts"
+    note = _text(_node(page, "artifacts-unreadable"))
+    assert "Could not read 2 artifacts" in note and all(str(dash_env.artifacts / n) in note for n in dash_env.bad_artifacts)
+    assert "names another id (None)" in note and "manifest.json" in note
+    table = _node(page, "artifact-table")
+    assert dash_env.odd_artifact in _text(table) and "{'when': [2026, 1, 1]}" in _text(table)
+    assert set(dash_env.ids.values()) <= set(_text(table).split())
+    odd = pages.page_for(dash_app.workbench_data, f"/artifacts/{dash_env.odd_artifact}", "")
+    assert odd.id == "page-artifact-attention" and "artifact-source-link" not in _ids(odd)
+    assert dash_app.workbench_data.linked_artifacts("run-a")  # the string `source` did not break the lookup
 
 
 EXPECTED_IDS = {"attention": {"attn-layer", "attn-head", "attn-pattern", "attn-overview"},
@@ -183,9 +313,21 @@ def test_every_artifact_kind_has_a_view(dash_app, dash_env, kind):
         assert [s.children for s in spans] == r.meta.tokens[0][: len(r.ig)]
         strongest = int(np.argmax(np.abs(r.ig)))
         assert spans[strongest].style["backgroundColor"].endswith(",0.850)")
-    if kind == "patching":
+    if kind == "patching":  # normalised recovery on the colour scale, the raw patched metric in the hover
         fig = next(n for n in _walk(page) if getattr(n, "id", None) == "patch-exact-resid_pre").figure
-        np.testing.assert_allclose(fig.data[0].z, r.exact_resid_pre)
+        np.testing.assert_allclose(fig.data[0].z, r.effect("resid_pre"), rtol=1e-6)
+        np.testing.assert_allclose(fig.data[0].customdata, r.exact_resid_pre)
+        assert fig.data[0].zmid == 0 and fig.data[0].zmax >= 1
+        line = next(n for n in _walk(page) if getattr(n, "id", None) == "patch-exact-mlp_out").figure
+        np.testing.assert_allclose(line.data[0].y, r.effect("mlp_out"), rtol=1e-6)
+    if kind == "logit_lens":  # target probability by layer as a line per position, its rank below
+        fig = next(n for n in _walk(page) if getattr(n, "id", None) == "lens-target").figure
+        probs = [t for t in fig.data if t.showlegend is not False]
+        np.testing.assert_allclose(np.stack([t.y for t in probs], axis=1), r.target_prob)
+        ranks = [t for t in fig.data if t.showlegend is False]
+        np.testing.assert_allclose(np.stack([t.y for t in ranks], axis=1), r.target_rank + 1)
+        hits = [n for n in _walk(page) if isinstance(n, html.Td) and getattr(n, "className", None) == "target"]
+        assert len(hits) == int((r.top["token_id"] == r.target_id).sum()) > 0
 
 
 def _array(v) -> np.ndarray:
@@ -253,6 +395,26 @@ def test_background_job_saves_an_artifact_linked_to_the_sample(dash_app, dash_en
     assert links == {f"/artifacts/{job.artifact_id}"}
     status = pages.job_status(job)
     assert status[1].href == f"/artifacts/{job.artifact_id}"
+
+
+def test_quantized_run_jobs_run_on_the_unquantized_weights(dash_app, tiny_model_dir):
+    """An int8 run offers jobs on the same checkpoint unquantized and says so (panel and artifact); a run on an
+    OpenAI server, whose weights are not here, offers none and says why."""
+    data = dash_app.workbench_data
+    df = data.samples("run-int8")
+    key = f"mmlu_anatomy#{df[df.task == 'mmlu_anatomy'].iloc[1]['doc_id']}"
+    box = pages.job_box(data, "run-int8", key)
+    spec_b = data.run("run-b").manifest["model"]["spec"]
+    assert _node(box, "job-model").children == spec_b and "unquantized" in _node(box, "job-weights-note").children
+    job = _wait(data.jobs, data.jobs.submit("logit_lens", "run-int8", key, data.run("run-int8").manifest["model"]["spec"]).id)
+    assert job.status == "done", job.error
+    m = artifacts.read_manifest(job.artifact_id, data.artifacts_root)
+    assert m["model"]["spec"] == spec_b and m["params"]["run_model"] == "int8:" + spec_b.partition(":")[2]
+    assert "unquantized" in m["params"]["weights"]
+    page = pages.page_for(data, f"/artifacts/{job.artifact_id}", "")
+    assert "unquantized" in _text(_node(page, "artifact-weights"))
+    box = pages.job_box(data, "run-openai", key)
+    assert "job-create" not in _ids(box) and "torch weights" in _node(box, "job-unavailable").children
 
 
 def test_background_job_failure_is_reported(dash_app):

@@ -87,6 +87,21 @@ def test_backend_without_torch_weights_is_refused():
         resolve("openai:http://localhost:1")
 
 
+def test_quantized_specs_map_to_their_unquantized_weights(tiny_model_dir):
+    """int8:/llamacpp: quantize float weights at load: the hooks use those weights unquantized, and say so."""
+    from workbench.errors import ModelError
+    from workbench.interp.hooks import torch_weights
+
+    assert torch_weights(f"hf:{tiny_model_dir}") == (f"hf:{tiny_model_dir}", None)
+    assert torch_weights("smollm2-135m") == ("smollm2-135m", None)
+    spec, note = torch_weights(f"int8:{tiny_model_dir}")
+    assert spec == f"hf:{tiny_model_dir}" and "unquantized" in note and f"int8:{tiny_model_dir}" in note
+    assert torch_weights("int8:smollm2-135m")[0] == "gguf:smollm2-135m"
+    assert torch_weights("llamacpp:smollm2-135m")[0] == "gguf:smollm2-135m"
+    with pytest.raises(ModelError, match="torch weights"):
+        torch_weights("openai:http://localhost:1")
+
+
 @pytest.mark.slow
 def test_gemma3_parity_with_raw_hf_and_lens(gemma_hooked):
     from workbench.interp.logit_lens import layer_logits

@@ -97,3 +97,25 @@ def json_safe(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [json_safe(v) for v in obj]
     return obj
+
+
+def verify_entries(ids: list[str], scan: Callable[[], tuple[list[str], list[tuple[Any, str]]]],
+                   verify: Callable[[str], list[str]], what: str) -> int:
+    """Print one FAIL line per problem and a count; exit status 1 if any. `ids` empty: every entry `scan` finds."""
+    from workbench.errors import WorkbenchError
+
+    problems: list[str] = []
+    if not ids:
+        ids, bad = scan()
+        problems += [f"{path}: {why}" for path, why in bad]
+    else:
+        bad = []
+    for entry in ids:
+        try:
+            problems += verify(entry)
+        except WorkbenchError as exc:
+            problems.append(str(exc))
+    for line in problems:
+        print(f"FAIL {line}")
+    print(f"{len(ids) + len(bad)} {what}(s) checked, {len(problems)} problem(s)")
+    return 1 if problems else 0

@@ -7,8 +7,7 @@ import sys
 from typing import Any
 
 from workbench.commands import command
-from workbench.commands._common import ARTIFACTS, JSON
-from workbench.errors import WorkbenchError
+from workbench.commands._common import ARTIFACTS, JSON, verify_entries
 
 
 def _source(m: dict[str, Any]) -> str:
@@ -43,22 +42,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from workbench.store.artifacts import ArtifactStore
 
     store = ArtifactStore(args.artifacts)
-    problems: list[str] = []
-    if args.artifact_ids:
-        ids = args.artifact_ids
-    else:
+
+    def scan() -> tuple[list[str], list]:
         manifests, bad = store.scan()
-        ids = [m["id"] for m in manifests]
-        problems += [f"{p}: {why}" for p, why in bad]
-    for aid in ids:
-        try:
-            problems += store.verify(aid)
-        except WorkbenchError as exc:
-            problems.append(str(exc))
-    for line in problems:
-        print(f"FAIL {line}")
-    print(f"{len(ids) + (0 if args.artifact_ids else len(bad))} artifact(s) checked, {len(problems)} problem(s)")
-    return 1 if problems else 0
+        return [m["id"] for m in manifests], bad
+
+    return verify_entries(args.artifact_ids, scan, store.verify, "artifact")
 
 
 def cmd_show(args: argparse.Namespace) -> int:

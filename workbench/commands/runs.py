@@ -7,8 +7,7 @@ import sys
 from typing import Any
 
 from workbench.commands import command
-from workbench.commands._common import JSON, STORE, json_safe
-from workbench.errors import StoreError
+from workbench.commands._common import JSON, STORE, json_safe, verify_entries
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -69,24 +68,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from workbench.store import RunStore
 
     store = RunStore(args.store)
-    problems: list[str] = []
-    if args.run_ids:
-        for rid in args.run_ids:
-            try:
-                problems += store.load(rid).verify()
-            except StoreError as exc:
-                problems.append(str(exc))
-        checked = len(args.run_ids)
-    else:
+
+    def scan() -> tuple[list[str], list]:
         runs, bad = store.scan()
-        problems += [f"{p}: {why}" for p, why in bad]
-        for r in runs:
-            problems += r.verify()
-        checked = len(runs) + len(bad)
-    for line in problems:
-        print(f"FAIL {line}")
-    print(f"{checked} run(s) checked, {len(problems)} problem(s)")
-    return 1 if problems else 0
+        return [r.run_id for r in runs], bad
+
+    return verify_entries(args.run_ids, scan, lambda rid: store.load(rid).verify(), "run")
 
 
 @command("runs", order=20)

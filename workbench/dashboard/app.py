@@ -59,21 +59,32 @@ def create_app(store_dir: str | os.PathLike | None = None, artifacts_dir: str | 
     def leaderboard_actions(selected):
         return pages.leaderboard_actions(selected)
 
-    @app.callback(Output("se-grid", "rowData"), Output("se-status", "children"), Input("se-task", "value"),
-                  Input("se-correct", "value"), Input("se-flip", "value"), Input("se-baseline", "value"),
-                  State("se-run", "data"), prevent_initial_call=True)
+    @app.callback(Output("lb-plot-box", "children"), Input("lb-grid", "virtualRowData"),
+                  Input("lb-grid", "selectedRows"), State("lb-columns", "data"), prevent_initial_call=True)
+    def leaderboard_plot(rows, selected, columns):
+        return pages.leaderboard_plot(columns or [], rows, selected)
+
+    @app.callback(Output("se-grid", "rowData"), Output("se-status", "children"), Output("se-grid", "columnDefs"),
+                  Input("se-task", "value"), Input("se-correct", "value"), Input("se-flip", "value"),
+                  Input("se-baseline", "value"), State("se-run", "data"), prevent_initial_call=True)
     def filter_samples(tasks, correct, flip, baseline, run_id):
         try:
-            return pages.samples_grid_rows(data, run_id, baseline, tasks, correct, flip)
+            rows, status = pages.samples_grid_rows(data, run_id, baseline, tasks, correct, flip)
         except WorkbenchError as exc:
-            return [], str(exc)
+            return [], str(exc), no_update
+        # The baseline's answer column comes and goes with the baseline; other filters keep the columns as set.
+        columns = pages.sample_columns(bool(baseline)) if dash.ctx.triggered_id == "se-baseline" else no_update
+        return rows, status, columns
 
     @app.callback(Output("se-detail", "children"), Input("se-grid", "selectedRows"), State("se-run", "data"),
-                  prevent_initial_call=True)
-    def show_sample(selected, run_id):
+                  State("se-baseline", "value"), prevent_initial_call=True)
+    def show_sample(selected, run_id, baseline):
         if not selected:
             return no_update
-        return pages.detail_panel(data, run_id, selected[0]["key"])
+        try:
+            return pages.detail_panel(data, run_id, selected[0]["key"], baseline)
+        except WorkbenchError as exc:
+            return pages.error_box(str(exc))
 
     @app.callback(Output("attn-pattern", "figure"), Input("attn-layer", "value"), Input("attn-head", "value"),
                   State("artifact-id", "data"), prevent_initial_call=True)

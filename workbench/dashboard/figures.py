@@ -3,17 +3,23 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from workbench.dashboard.text import neutralize_bidi
+
 _MARGIN = dict(l=60, r=20, t=40, b=40)
+# One colour per run/candidate (Tableau 10: distinct, and still tellable apart in greyscale by marker offset).
+PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")
 
 
 def plot_text(s: str) -> str:
-    """Text for a plotly label: plotly reads a small HTML subset in labels, so model text is escaped."""
-    return html.escape(str(s), quote=False)
+    """Text for a plotly label: plotly reads a small HTML subset in labels, so model text is escaped (and
+    bidi controls shown, not obeyed)."""
+    return html.escape(neutralize_bidi(str(s)), quote=False)
 
 
 def token_labels(tokens: Sequence[str]) -> list[str]:
@@ -23,10 +29,14 @@ def token_labels(tokens: Sequence[str]) -> list[str]:
 
 def heatmap(z: np.ndarray, *, x: Sequence[str] | None = None, y: Sequence[str] | None = None, title: str = "",
             colorscale: str = "Viridis", zmid: float | None = None, height: int = 420,
-            xaxis: str = "", yaxis: str = "") -> go.Figure:
+            xaxis: str = "", yaxis: str = "", zrange: tuple[float, float] | None = None,
+            customdata: np.ndarray | None = None, hovertemplate: str = "%{y} · %{x}: %{z:.4f}<extra></extra>",
+            colorbar: str | None = None) -> go.Figure:
     fig = go.Figure(go.Heatmap(z=np.asarray(z, dtype=float), x=list(x) if x is not None else None,
                                y=list(y) if y is not None else None, colorscale=colorscale, zmid=zmid,
-                               hovertemplate="%{y} · %{x}: %{z:.4f}<extra></extra>"))
+                               zmin=zrange[0] if zrange else None, zmax=zrange[1] if zrange else None,
+                               customdata=customdata, hovertemplate=hovertemplate,
+                               colorbar=dict(title=dict(text=colorbar)) if colorbar else None))
     fig.update_layout(title=plot_text(title), height=height, margin=_MARGIN, xaxis_title=xaxis, yaxis_title=yaxis)
     fig.update_yaxes(autorange="reversed")
     return fig
@@ -60,7 +70,13 @@ def layer_lines(series: dict[str, np.ndarray], *, title: str, yaxis: str, errors
                                                               arrayminus=ys - err[0]))
     fig.update_layout(title=title, height=height, margin=_MARGIN, xaxis_title="layer", yaxis_title=yaxis,
                       legend=dict(orientation="h", y=-0.2))
+    fig.update_xaxes(**layer_ticks(max((len(v) for v in series.values()), default=0)))
     return fig
+
+
+def layer_ticks(n_layers: int) -> dict[str, Any]:
+    """Whole-number layer ticks (at most ~16 of them)."""
+    return dict(tickmode="linear", tick0=0, dtick=max(1, -(-n_layers // 16)))
 
 
 def probe_accuracy(by_layer: pd.DataFrame) -> go.Figure:
@@ -69,7 +85,7 @@ def probe_accuracy(by_layer: pd.DataFrame) -> go.Figure:
                        "control (permuted labels)": by_layer["control_accuracy"].to_numpy()},
                       title="Probe accuracy by layer", yaxis="accuracy",
                       errors={"probe accuracy": (by_layer["ci95_low"].to_numpy(), by_layer["ci95_high"].to_numpy())})
-    fig.update_xaxes(tickvals=list(range(len(by_layer))), ticktext=[str(l) for l in by_layer["layer"]])
+    fig.update_xaxes(tickmode="array", tickvals=list(range(len(by_layer))), ticktext=[str(l) for l in by_layer["layer"]])
     return fig
 
 
@@ -77,6 +93,101 @@ def attribution_bars(tokens: Sequence[str], values: np.ndarray, title: str) -> g
     fig = go.Figure(go.Bar(x=token_labels(tokens[:len(values)]), y=np.asarray(values, dtype=float),
                            marker_color=["#c0392b" if v >= 0 else "#2e86c1" for v in values]))
     fig.update_layout(title=title, height=340, margin=_MARGIN, yaxis_title="attribution")
+    return fig
+
+
+def score_plot(columns: Sequence[tuple[str, str]], rows: Sequence[dict[str, Any]], *, title: str) -> go.Figure:
+    """Dot-and-whisker plot of a leaderboard: per headline scope (`columns`: grid field, axis label), each run's
+    primary metric with its 95% CI, the runs side by side in their own colours."""
+    fig = go.Figure()
+    for i, row in enumerate(rows):
+        pts = [(label, row[f], row.get(f + "_lo"), row.get(f + "_hi"), row.get(f + "_label", ""))
+               for f, label in columns if row.get(f) is not None]
+        if not pts:
+            continue
+        v = np.array([p[1] for p in pts], dtype=float)
+        lo = np.array([np.nan if p[2] is None else p[2] for p in pts], dtype=float)
+        hi = np.array([np.nan if p[3] is None else p[3] for p in pts], dtype=float)
+        color = PALETTE[i % len(PALETTE)]
+        fig.add_scatter(x=[plot_text(p[0]) for p in pts], y=v, mode="markers", name=plot_text(row["label"]),
+                        marker=dict(color=color, size=9), error_y=dict(type="data", symmetric=False, array=hi - v,
+                                                                      arrayminus=v - lo, color=color, thickness=1.5),
+                        customdata=[[plot_text(p[4]), p[2], p[3], plot_text(row["run_id"])] for p in pts],
+                        hovertemplate="%{customdata[3]}<br>%{x}: %{customdata[0]} = %{y:.3f} "
+                                      "[%{customdata[1]:.3f}, %{customdata[2]:.3f}]<extra></extra>")
+    fig.update_layout(title=plot_text(title), height=460, margin=dict(l=60, r=20, t=50, b=40),
+                      scattermode="group", scattergap=0.5, yaxis_title="score (mean, 95% CI)",
+                      legend=dict(orientation="h", y=-0.25, x=0))
+    fig.update_xaxes(tickangle=0, automargin=True)
+    return fig
+
+
+def forest(rows: Sequence[dict[str, Any]]) -> go.Figure:
+    """Paired deltas with their 95% CIs: one row per scope · metric, each candidate in its own colour and
+    offset within the row; filled markers are significant after correction, ◆ a group, ● a task."""
+    fig = go.Figure()
+    cats = list(dict.fromkeys(f"{r['scope']} · {r['metric']}" for r in rows))
+    cands = list(dict.fromkeys(r["candidate"] for r in rows))
+    step = 0.7 / len(cands) if len(cands) > 1 else 0.0
+    for j, cand in enumerate(cands):
+        part = [r for r in rows if r["candidate"] == cand and r["delta"] is not None]
+        if not part:
+            continue
+        color = PALETTE[j % len(PALETTE)]
+        offset = (j - (len(cands) - 1) / 2) * step
+        delta = np.array([r["delta"] for r in part], dtype=float)
+        lo = np.array([np.nan if r["ci95_low"] is None else r["ci95_low"] for r in part], dtype=float)
+        hi = np.array([np.nan if r["ci95_high"] is None else r["ci95_high"] for r in part], dtype=float)
+        symbols = [("diamond" if r["kind"] == "group" else "circle") + ("" if r["significant"] else "-open")
+                   for r in part]
+        fig.add_scatter(x=delta, y=[cats.index(f"{r['scope']} · {r['metric']}") + offset for r in part], mode="markers",
+                        name=plot_text(part[0]["candidate_label"]),
+                        marker=dict(color=color, size=10, symbol=symbols, line=dict(color=color, width=2)),
+                        error_x=dict(type="data", symmetric=False, array=hi - delta, arrayminus=delta - lo, color=color,
+                                     thickness=1.5),
+                        customdata=[[plot_text(f"{r['scope']} · {r['metric']}"), r["n"], r["p_adjusted"],
+                                     {True: "better", False: "worse"}.get(r["better"], "–"), r["ci95_low"], r["ci95_high"],
+                                     plot_text(cand)] for r in part],
+                        hovertemplate="%{customdata[6]}<br>%{customdata[0]}: Δ=%{x:+.3f} [%{customdata[4]:+.3f}, "
+                                      "%{customdata[5]:+.3f}] (%{customdata[3]})<br>n=%{customdata[1]}, "
+                                      "p_adj=%{customdata[2]:.3g}<extra></extra>")
+    fig.add_vline(x=0, line_dash="dash", line_color="#888")
+    fig.update_yaxes(tickvals=list(range(len(cats))), ticktext=[plot_text(c) for c in cats], autorange="reversed",
+                     range=None, automargin=True)
+    fig.update_layout(xaxis_title="Δ candidate − baseline (paired bootstrap 95% CI); filled = significant after "
+                                  "correction, ◆ group, ● task",
+                      height=max(300, int(34 * len(cats) * max(1.0, 0.6 * len(cands))) + 160),
+                      margin=dict(l=60, r=20, t=30, b=60), showlegend=True,
+                      legend=dict(orientation="h", y=-0.2, x=0, title=dict(text="candidate")))
+    return fig
+
+
+def target_by_layer(prob: np.ndarray, rank: np.ndarray | None, positions: Sequence[str], target: str) -> go.Figure:
+    """Logit lens: the target token's probability by layer (one line per position) and, below, its rank."""
+    from plotly.subplots import make_subplots
+
+    prob = np.asarray(prob, dtype=float)
+    layers = list(range(prob.shape[0]))
+    fig = make_subplots(rows=2 if rank is not None else 1, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        row_heights=[0.6, 0.4] if rank is not None else None)
+    for j, pos in enumerate(positions):
+        color = PALETTE[j % len(PALETTE)]
+        r1 = None if rank is None else np.asarray(rank, dtype=float)[:, j] + 1
+        fig.add_scatter(x=layers, y=prob[:, j], mode="lines+markers", name=pos, legendgroup=pos, line=dict(color=color),
+                        customdata=r1, row=1, col=1,
+                        hovertemplate=f"{pos} · L%{{x}}: p=%{{y:.4f}}" + (", rank %{customdata:.0f}" if r1 is not None
+                                                                          else "") + "<extra></extra>")
+        if r1 is not None:
+            fig.add_scatter(x=layers, y=r1, mode="lines+markers", name=pos, legendgroup=pos, showlegend=False,
+                            line=dict(color=color, dash="dot"), row=2, col=1,
+                            hovertemplate=f"{pos} · L%{{x}}: rank %{{y:.0f}}<extra></extra>")
+    fig.update_yaxes(title_text=f"P({plot_text(repr(target))})", rangemode="tozero", row=1, col=1)
+    if rank is not None:
+        fig.update_yaxes(title_text="rank (1 = top)", type="log", autorange="reversed", row=2, col=1)
+    fig.update_xaxes(**layer_ticks(len(layers)))
+    fig.update_xaxes(title_text="layer", row=2 if rank is not None else 1, col=1)
+    fig.update_layout(title=f"Target {plot_text(repr(target))} by layer", height=520 if rank is not None else 380,
+                      margin=dict(l=70, r=20, t=40, b=40), legend=dict(title=dict(text="position")))
     return fig
 
 
@@ -88,4 +199,5 @@ def token_color(value: float, scale: float) -> str:
 
 
 __all__ = ["heatmap", "attention_pattern", "head_score_overview", "layer_lines", "probe_accuracy",
-           "attribution_bars", "token_color", "token_labels", "plot_text"]
+           "attribution_bars", "score_plot", "forest", "target_by_layer", "layer_ticks", "token_color", "token_labels", "plot_text",
+           "PALETTE"]

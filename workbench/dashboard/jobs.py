@@ -1,8 +1,10 @@
 """Interpretability artifacts created from the sample panel as background jobs (one worker thread).
 
-A job runs one interpretability tool (those with `from_sample`, see `workbench.interp.tools`) on a stored sample with the model of the run that produced it, saves the
-artifact through `workbench.interp.artifacts.save` (atomic publish) with the sample linked as its
-source, and reports its phase so the page can poll it. The model spec is never taken from the browser.
+A job runs one interpretability tool (those with `from_sample`, see `workbench.interp.tools`) on a stored
+sample with the model of the run that produced it (for a quantized run, the same weights unquantized, as the
+artifact's parameters record), saves the artifact through `workbench.interp.artifacts.save` (atomic
+publish) with the sample linked as its source, and reports its phase so the page can poll it. The model
+spec is never taken from the browser.
 """
 from __future__ import annotations
 
@@ -27,7 +29,9 @@ class Job:
     tool: str
     run_id: str
     key: str
-    model: str
+    model: str                      # the spec the tool runs on
+    run_model: str = ""             # the run's own spec, when it differs (a quantized run)
+    note: str | None = None         # why it differs
     status: str = "queued"          # queued | running | done | failed
     phase: str = "waiting for the worker"
     artifact_id: str | None = None
@@ -49,10 +53,18 @@ class JobRunner:
         self._lock = threading.Lock()
         self._model: tuple[str, Any] | None = None
 
+    @staticmethod
+    def weights_for(model_spec: str) -> tuple[str, str | None]:
+        """(the spec a job for a run of `model_spec` loads, why it differs); ModelError if none can run."""
+        from workbench.interp.hooks import torch_weights
+
+        return torch_weights(model_spec)
+
     def submit(self, tool_name: str, run_id: str, key: str, model_spec: str) -> Job:
         if tool_name not in sample_tools():
             raise WorkbenchError(f"unknown tool {tool_name!r}; choose from {', '.join(sample_tools())}")
-        job = Job(uuid.uuid4().hex[:12], tool_name, run_id, key, model_spec)
+        spec, note = self.weights_for(model_spec)
+        job = Job(uuid.uuid4().hex[:12], tool_name, run_id, key, spec, run_model=model_spec if note else "", note=note)
         with self._lock:
             self._jobs[job.id] = job
         self._pool.submit(self._run, job)
@@ -83,6 +95,8 @@ class JobRunner:
             model = self._hooked(job.model)
             job.phase = f"running {job.tool}"
             result = TOOLS.get(job.tool).on_sample(model, src)
+            if job.note:
+                result.meta.params.update(run_model=job.run_model, weights=job.note)
             job.phase = "saving"
             job.artifact_id = artifacts.save(result, self.artifacts_root)
             job.status, job.phase = "done", "done"

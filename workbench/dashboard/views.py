@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 from dash import dcc, html
 
 from workbench.dashboard import figures as F
+from workbench.dashboard.text import as_text, clip, neutralize_bidi
 from workbench.registry import Registry
 
 View = Callable[[Any], list]
@@ -34,22 +36,22 @@ def graph(fig, id_: str | None = None) -> dcc.Graph:
 
 def provenance(result: Any) -> html.Div:
     m = result.meta
-    src = m.source or {}
-    items = [html.Li(["model: ", html.Code(str(m.model.get("spec")))]),
-             html.Li(["created: ", str(m.created)]),
-             html.Li(["parameters: ", html.Code(", ".join(f"{k}={_clip(v)}" for k, v in sorted(m.params.items())))])]
-    if src.get("run_id"):
-        href = f"/samples/{src['run_id']}?task={src.get('task', '')}&sample={src.get('task', '')}%23{src.get('doc_id', '')}"
-        items.append(html.Li(["source: ", dcc.Link(f"{src['run_id']} / {src.get('task')} #{src.get('doc_id')}",
+    src = m.source if isinstance(m.source, dict) else {}
+    model = m.model if isinstance(m.model, dict) else {"spec": m.model}
+    items = [html.Li(["model: ", html.Code(clip(model.get("spec"), 200))]),
+             html.Li(["created: ", clip(m.created, 40)]),
+             html.Li(["parameters: ", html.Code(", ".join(f"{k}={'–' if v is None else clip(v, 100)}"
+                                                         for k, v in sorted(m.params.items()) if k != "weights"))])]
+    if m.params.get("weights"):  # a quantized run's job ran on its unquantized weights (dashboard jobs)
+        items.append(html.Li(["weights: ", clip(m.params["weights"], 400)], id="artifact-weights"))
+    if isinstance(src.get("run_id"), str):
+        task, doc = str(src.get("task", "")), str(src.get("doc_id", ""))
+        href = f"/samples/{quote(src['run_id'])}?task={quote(task)}&sample={quote(task + '#' + doc)}"
+        items.append(html.Li(["source: ", dcc.Link(as_text(f"{src['run_id']} / {task} #{doc}"),
                                                    href=href, id="artifact-source-link")]))
-    prompts = [html.Pre(p, className="prompt") for p in m.prompts[:4]]
+    prompts = [html.Pre(as_text(p), className="prompt") for p in m.prompts[:4]]
     return html.Div([html.Ul(items), html.Details([html.Summary(f"prompt{'s' if len(m.prompts) > 1 else ''}"), *prompts],
                                                  open=len(m.prompts) == 1)], className="provenance")
-
-
-def _clip(value: Any, n: int = 100) -> str:
-    text = str(value)
-    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 def _tokens(result: Any, i: int = 0) -> list[str]:
@@ -80,28 +82,50 @@ _PATCH_FAMILIES = (("resid_pre", "residual stream (layer × position)"), ("head"
                    ("attn_out", "attention output by layer"), ("mlp_out", "MLP output by layer"))
 
 
+def _normalisable(r: Any) -> bool:
+    """Whether recovery (patched − corrupt) / (clean − corrupt) is defined: clean and corrupted differ."""
+    denom = r.clean_metric - r.corrupt_metric
+    return bool(np.isfinite(denom)) and abs(denom) >= 1e-6 * max(1.0, abs(r.clean_metric))
+
+
 @view("patching")
 def patching_view(r: Any) -> list:
     toks = _tokens(r)
-    out: list = [html.P(f"metric {r.metric}: clean {r.clean_metric:.3f}, corrupted {r.corrupt_metric:.3f}; "
-                        "cells show the metric's recovery when that activation is patched from clean into corrupted. "
-                        + ("AtP vs exact Pearson r: " + ", ".join(f"{k} {v:.3f}" for k, v in r.correlation.items())
-                           if r.correlation else ""), className="note")]
+    normalised = _normalisable(r)
+    what = ("cells show the normalised recovery (patched − corrupted) / (clean − corrupted) when that activation is "
+            "patched from the clean run into the corrupted one: 1 = fully restored, 0 = no effect; hover for the raw "
+            f"patched {r.metric}." if normalised else
+            f"clean and corrupted {r.metric} are (nearly) equal, so recovery is undefined: cells show the raw patched "
+            f"{r.metric}.")
+    out: list = [html.P(f"metric {r.metric}: clean {r.clean_metric:.3f}, corrupted {r.corrupt_metric:.3f}; {what} "
+                        + ("AtP vs exact Pearson r (on recovery): " + ", ".join(f"{k} {v:.3f}" for k, v in
+                                                                             r.correlation.items())
+                           if r.correlation else ""), className="note", id="patch-note")]
     for fam, label in _PATCH_FAMILIES:
         row = []
         for method in ("exact", "atp"):
-            z = getattr(r, f"{method}_{fam}", None)
-            if z is None:
+            raw = getattr(r, f"{method}_{fam}", None)
+            if raw is None:
                 continue
-            z = np.asarray(z, dtype=float)
+            raw = np.asarray(raw, dtype=float)
+            rec = r.effect(fam, method) if normalised else None  # the result's own normalisation
+            z = raw if rec is None else rec
             title = f"{'exact patching' if method == 'exact' else 'attribution patching'}: {label}"
+            name = "recovery" if rec is not None else f"patched {r.metric}"
             if z.ndim == 1:
-                fig = F.layer_lines({method: z}, title=title, yaxis="effect")
+                fig = F.layer_lines({name: z}, title=title, yaxis=name)
+                if rec is not None:  # the two reference levels: no effect and fully restored
+                    fig.add_hline(y=0, line_dash="dot", line_color="#888")
+                    fig.add_hline(y=1, line_dash="dot", line_color="#888")
             else:
                 x = F.token_labels(toks[: z.shape[1]]) if fam == "resid_pre" and len(toks) >= z.shape[1] else \
                     [str(i) for i in range(z.shape[1])]
+                top = max(1.0, float(np.nanmax(np.abs(z)))) if rec is not None and np.isfinite(z).any() else None
                 fig = F.heatmap(z, x=x, y=[f"L{l}" for l in range(z.shape[0])], title=title, colorscale="RdBu",
-                                zmid=0.0, xaxis="position" if fam == "resid_pre" else "head", yaxis="layer")
+                                zmid=0.0, zrange=(-top, top) if top else None, customdata=raw, colorbar=name,
+                                hovertemplate=f"%{{y}} · %{{x}}: {name} %{{z:.3f}}<br>patched {r.metric} "
+                                              "%{customdata:.4f}<extra></extra>",
+                                xaxis="position" if fam == "resid_pre" else "head", yaxis="layer")
             row.append(html.Div(graph(fig, f"patch-{method}-{fam}"), className="half"))
         if row:
             out.append(html.Div(row, className="row"))
@@ -123,7 +147,7 @@ def probe_view(r: Any) -> list:
 def highlighted_tokens(tokens: list[str], values: np.ndarray, id_: str) -> html.Div:
     """Tokens as text spans shaded by attribution (title shows the value)."""
     scale = float(np.max(np.abs(values))) if len(values) else 0.0
-    return html.Div([html.Span(t, title=f"{i}: {v:+.4f}", className="tok",
+    return html.Div([html.Span(neutralize_bidi(t), title=f"{i}: {v:+.4f}", className="tok",
                                style={"backgroundColor": F.token_color(float(v), scale)})
                      for i, (t, v) in enumerate(zip(tokens, values))], id=id_, className="tokens")
 
@@ -141,7 +165,15 @@ def attribution_view(r: Any) -> list:
 @view("logit_lens")
 def logit_lens_view(r: Any) -> list:
     toks = _tokens(r)
+    labels = F.token_labels(toks)
     out: list = []
+    if r.target_prob is not None:
+        tp = np.asarray(r.target_prob, dtype=float)
+        names = [labels[p] if -len(toks) <= p < len(toks) else str(p) for p in r.positions][: tp.shape[1]]
+        out += [html.P(["Target ", html.Code(repr(r.target), className="target"), ": its probability and rank at "
+                        "each layer (the residual stream read through the final norm and unembedding); highlighted in "
+                        "the tables below where it is among the top tokens."], className="note"),
+                graph(F.target_by_layer(tp, r.target_rank, names, r.target), "lens-target")]
     for pos in r.positions:
         part = r.top[r.top["position"] == pos]
         if part.empty:
@@ -151,19 +183,19 @@ def logit_lens_view(r: Any) -> list:
         body = []
         for layer, lp in part.groupby("layer", sort=True):
             cells = {int(x["rank"]): x for _, x in lp.iterrows()}
-            body.append(html.Tr([html.Td(str(layer))] + [
-                html.Td([html.Span(repr(str(cells[i]["token"])), className="tok"), f" {cells[i]['prob']:.3f}"]
-                        if i in cells else "" ) for i in range(k)]))
+            body.append(html.Tr([html.Td(str(layer))] + [_lens_cell(cells.get(i), r.target_id) for i in range(k)]))
         at = toks[pos] if -len(toks) <= pos < len(toks) else "?"
         out += [html.H4(["Top next tokens after position ", str(pos), " (", html.Code(repr(at)), ")"]),
                 html.Table([html.Thead(head), html.Tbody(body)], className="lens", id=f"lens-table-{pos}")]
-    if r.target_prob is not None:
-        tp = np.asarray(r.target_prob, dtype=float)
-        x = [F.token_labels(toks)[p] if -len(toks) <= p < len(toks) else str(p) for p in r.positions][: tp.shape[1]]
-        out.append(graph(F.heatmap(tp, x=x, y=[f"L{l}" for l in range(tp.shape[0])],
-                                   title=f"P(target {r.target!r}) by layer", xaxis="position", yaxis="layer"),
-                         "lens-target"))
     return out
+
+
+def _lens_cell(cell: Any, target_id: int | None) -> html.Td:
+    if cell is None:
+        return html.Td("")
+    hit = target_id is not None and int(cell["token_id"]) == int(target_id)
+    return html.Td([html.Span(repr(str(cell["token"])), className="tok"), f" {cell['prob']:.3f}"],
+                   className="target" if hit else None)
 
 
 @view("drift")

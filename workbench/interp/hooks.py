@@ -73,6 +73,36 @@ def resolve(spec: str) -> ModelRef:
     return RESOLVERS.get(backend)(target, spec)
 
 
+# ---- quantized backends -> the float weights they quantize (what the hooks can load instead) ----
+FLOAT_WEIGHTS: Registry[Callable[[str], str]] = Registry("float-weights counterpart", error=ModelError)
+
+
+@FLOAT_WEIGHTS.register("int8")
+def _int8_float(target: str) -> str:
+    return f"hf:{target}" if Path(target).expanduser().is_dir() else f"gguf:{target}"
+
+
+@FLOAT_WEIGHTS.register("llamacpp")
+def _llamacpp_float(target: str) -> str:
+    return f"gguf:{target}"
+
+
+def torch_weights(spec: str) -> tuple[str, str | None]:
+    """The spec the hooks load for `spec` and why it differs: (spec, None) when it has torch weights; for a
+    quantized backend, (the float checkpoint it quantizes, a note saying so); ModelError when there is none."""
+    from workbench.eval.models import parse_spec
+
+    backend, target = parse_spec(spec)
+    if backend in RESOLVERS:
+        return spec, None
+    if backend in FLOAT_WEIGHTS:
+        float_spec = FLOAT_WEIGHTS.get(backend)(target)
+        return float_spec, (f"{spec} quantizes its weights at load; interpretability tools need float torch "
+                            f"weights, so this runs on the same weights unquantized ({float_spec})")
+    resolve(spec)  # raises the ModelError that names the backends with torch weights
+    return spec, None
+
+
 # ---- the hooked model ------------------------------------------------------------------------
 class HookedModel:
     """A bridge over one HF causal LM, with its tokenizer and identity (spec, sha256)."""

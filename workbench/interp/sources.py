@@ -61,21 +61,38 @@ def _source(row: Any, run_id: str, store: str) -> SampleSource:
 SELECTORS = ("wrong", "correct", "all")
 
 
+def _correctness(df: Any, manifest: dict[str, Any]) -> Any:
+    """Per row, its task's primary metric if that says right (1) or wrong (0) per item (acc, exact_match,
+    pass@1, ...); NaN for tasks judged on a rate (refusal) or a bias score."""
+    import numpy as np
+    import pandas as pd
+
+    from workbench.store.samples import is_correctness, metric_columns, primary_metric
+
+    out = pd.Series(np.nan, index=df.index)
+    for task, part in df.groupby("task", sort=False):
+        declared = ((manifest.get("tasks") or {}).get(str(task)) or {}).get("primary_metric")
+        m = primary_metric([c for c in metric_columns(part) if part[c].notna().any()], declared)
+        if m is not None and is_correctness(m):
+            out.loc[part.index] = part[m].astype(float)
+    return out
+
+
 def select(run_id: str, selector: str, task: str | None = None, store: str | os.PathLike | None = None,
            limit: int | None = None) -> list[SampleSource]:
     """Samples of a stored run: `wrong` / `correct` (its task's primary metric is 0 / 1), `all`, or doc ids
     `3,17,42`; only those of `task` if given (a task or group name), the first `limit` in run order."""
     from workbench.store import RunStore
-    from workbench.store.samples import primary_scores
 
     rs = RunStore(store)
-    df = rs.load(run_id).samples
+    run = rs.load(run_id)
+    df = run.samples
     if task is not None:
         df = df[(df["task"] == task) | (df["group"] == task)] if "group" in df.columns else df[df["task"] == task]
         if df.empty:
             raise InterpError(f"run {run_id} has no samples of task {task!r}")
     if selector in ("wrong", "correct"):
-        score = primary_scores(df)
+        score = _correctness(df, run.manifest)
         df = df[score == (0.0 if selector == "wrong" else 1.0)]
     elif selector != "all":
         ids = [s.strip() for s in selector.split(",") if s.strip()]

@@ -34,19 +34,6 @@ def metric_columns(df: Any) -> list[str]:
     return [c for c in df.columns if is_metric_column(c) and df[c].dtype.kind in "fiub"]
 
 
-def primary_scores(df: Any) -> Any:
-    """Per row of a samples frame, the value of its task's primary metric (NaN where the task has none)."""
-    import numpy as np
-    import pandas as pd
-
-    out = pd.Series(np.nan, index=df.index)
-    for _task, part in df.groupby("task", sort=False):
-        ms = [m for m in metric_columns(part) if part[m].notna().any()]
-        if ms:
-            out.loc[part.index] = part[primary_metric(ms)].astype(float)
-    return out
-
-
 def base_metric(name: str) -> str:
     """`exact_match,strict-match` -> `exact_match` (lm-eval's metric,filter naming)."""
     return name.split(",", 1)[0]
