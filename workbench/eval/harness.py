@@ -12,6 +12,7 @@ import datetime as _dt
 import hashlib
 import json
 import logging
+import random
 import secrets
 import time
 from collections.abc import Callable
@@ -120,6 +121,9 @@ def plan_tasks(req: EvalRequest) -> list[tuple[Any, list[int]]]:
     planned = []
     for entry, opts in entries.items():
         specs = T.resolve([entry])
+        if opts.get("subsets") is not None and opts["subsets"] < len(specs):  # a seeded sample of a group's subtasks
+            picked = set(random.Random(f"{req.seed}:{entry}:subsets").sample(range(len(specs)), opts["subsets"]))
+            specs = [spec for k, spec in enumerate(specs) if k in picked]
         per_subset = opts.get("per_subset")
         for spec in specs:
             built = build_task(req, spec.name)

@@ -203,7 +203,7 @@ def suites() -> dict[str, dict[str, Any]]:
 
 
 def suite_tasks(name: str) -> dict[str, dict[str, Any]]:
-    """The suite's entries {task or group: {n | per_subset}}; TaskError if unknown."""
+    """The suite's entries {task or group: {n | per_subset, subsets}}; TaskError if unknown."""
     all_suites = suites()
     if name not in all_suites:
         raise TaskError(f"unknown suite {name!r}; known suites: {', '.join(sorted(all_suites)) or 'none'}")

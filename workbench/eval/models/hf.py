@@ -136,19 +136,21 @@ class HFBackend(HFLM, WorkbenchLM):
             whole = (list(ctx) + list(cont))[-(self.max_length + 1):]
             by_ctx.setdefault(tuple(whole[: len(whole) - len(cont)]), []).append((i, list(cont)))
 
-        # Lexicographic order puts contexts that share a few-shot preamble next to each other, so a
-        # batch usually shares a long prefix that is then run once (see _score_batch).
-        contexts = sorted(by_ctx)
+        # Lexicographic order puts contexts that share a few-shot preamble next to each other; within a run
+        # of them, longest first, so a batch's rows need little padding after the prefix they share.
+        contexts = _preamble_runs_by_length(sorted(by_ctx), self.min_shared_prefix)
         pbar = tqdm(total=len(requests), disable=disable_tqdm, desc="loglikelihood", leave=False)
+        bs = int(self.batch_size) if str(self.batch_size).isdigit() else 8
         start = 0
         while start < len(contexts):
-            width, end = 0, start
-            bs = int(self.batch_size) if str(self.batch_size).isdigit() else 8
+            # A batch grows while its rows' own tokens (what is left after the prefix they share) fit.
+            end, width, shared = start + 1, len(contexts[start]), len(contexts[start]) - 1
             while end < len(contexts) and end - start < bs:
+                s = min(shared, _common_prefix_len([contexts[start], contexts[end]]))
                 w = max(width, len(contexts[end]))
-                if end > start and (end - start + 1) * w > self.batch_tokens:
+                if (end - start + 1) * (w - s + s % self.PREFIX_BLOCK) > self.batch_tokens:
                     break
-                width, end = w, end + 1
+                end, width, shared = end + 1, w, s
             batch = contexts[start:end]
             self._score_batch(batch, by_ctx, results)
             pbar.update(sum(len(by_ctx[c]) for c in batch))
@@ -175,8 +177,8 @@ class HFBackend(HFLM, WorkbenchLM):
     # calls: an MMLU subject's few-shot preamble is run once per subject, not once per batch. A block's
     # KV depends only on the tokens up to its end, never on which batch asked first, so scores do not
     # depend on chunk order or on which worker ran what.
-    PREFIX_BLOCK = 64
-    PREFIX_BLOCKS_KEPT = 48
+    PREFIX_BLOCK = 32
+    PREFIX_BLOCKS_KEPT = 96
 
     def _prefix_kv(self, tokens: list[int]):
         """A cache holding the KV of `tokens` (a whole number of blocks), from kept blocks where it can."""
@@ -268,6 +270,18 @@ class HFBackend(HFLM, WorkbenchLM):
             lp = logp[r, : len(c) - 1]
             scores[i] = (float(lp.gather(1, tgt[:, None]).sum()), bool((lp.argmax(-1) == tgt).all()))
         return scores
+
+
+def _preamble_runs_by_length(contexts: list, min_shared: int) -> list:
+    """Sorted contexts, each run that shares at least `min_shared` leading tokens reordered longest first."""
+    out, run = [], []
+    for ctx in contexts:
+        if run and _common_prefix_len([run[0], ctx]) < min_shared:
+            out.extend(sorted(run, key=len, reverse=True))
+            run = []
+        run.append(ctx)
+    out.extend(sorted(run, key=len, reverse=True))
+    return out
 
 
 def _common_prefix_len(seqs) -> int:
