@@ -234,7 +234,9 @@ class HFBackend(HFLM, WorkbenchLM):
                          **({self._cache_kw: cache} if cache is not None else {}))
         last = F.log_softmax(out.logits[:, -1, :].float(), dim=-1)
         multi = [(j, i, c) for j, ctx in enumerate(batch) for i, c in by_ctx[ctx] if len(c) > 1]
-        tail = self._score_tails(cache, mask, batch, multi) if multi else {}
+        tail: dict[int, tuple[float, bool]] = {}
+        for group in _similar_lengths(multi, lambda x: len(x[2])):
+            tail.update(self._score_tails(cache, mask, batch, group))
         for j, ctx in enumerate(batch):
             greedy_first = int(last[j].argmax())
             for i, c in by_ctx[ctx]:
@@ -273,15 +275,30 @@ class HFBackend(HFLM, WorkbenchLM):
 
 
 def _preamble_runs_by_length(contexts: list, min_shared: int) -> list:
-    """Sorted contexts, each run that shares at least `min_shared` leading tokens reordered longest first."""
-    out, run = [], []
+    """Sorted contexts regrouped: each run that shares at least `min_shared` leading tokens, longest first,
+    then every context that shares no preamble, longest first (so batches need little padding)."""
+    runs, run = [], []
     for ctx in contexts:
         if run and _common_prefix_len([run[0], ctx]) < min_shared:
-            out.extend(sorted(run, key=len, reverse=True))
+            runs.append(run)
             run = []
         run.append(ctx)
-    out.extend(sorted(run, key=len, reverse=True))
-    return out
+    runs.append(run)
+    out = [c for r in runs if len(r) > 1 for c in sorted(r, key=len, reverse=True)]
+    return out + sorted((r[0] for r in runs if len(r) == 1), key=len, reverse=True)
+
+
+def _similar_lengths(items: list, length, max_rows: int = 64, waste: float = 0.25) -> list[list]:
+    """Items grouped, longest first, so padding each group to its longest wastes at most `waste` of it."""
+    groups: list[list] = []
+    for item in sorted(items, key=length, reverse=True):
+        g = groups[-1] if groups else None
+        if g is None or len(g) >= max_rows or (len(g) + 1) * length(g[0]) * (1 - waste) > \
+                sum(length(x) for x in g) + length(item):
+            groups.append([item])
+        else:
+            g.append(item)
+    return groups
 
 
 def _common_prefix_len(seqs) -> int:
