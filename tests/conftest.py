@@ -6,6 +6,7 @@ import contextlib
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -89,6 +90,42 @@ def run_cli(tmp_path):
         full_env = dict(os.environ, **(env or {}))
         return subprocess.run([sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True,
                               env=full_env, timeout=timeout, cwd=tmp_path)
+
+    return run
+
+
+@dataclass
+class CliResult:
+    """What one in-process `workbench` call returned and printed."""
+
+    rc: int
+    out: str
+    err: str
+
+    def error_line(self, *needles: str) -> str:
+        """The CLI's contract for bad input: exit 2, no traceback, exactly one `workbench: error:` line, naming
+        each of `needles`; returns that line."""
+        assert "Traceback" not in self.err, self.err
+        lines = [line for line in self.err.splitlines() if line.startswith("workbench: error:")]
+        assert self.rc == 2 and len(lines) == 1, (self.rc, self.out[-500:], self.err[-2000:])
+        for needle in needles:
+            assert needle in lines[0], lines[0]
+        return lines[0]
+
+
+@pytest.fixture
+def wb(capsys):
+    """Run `workbench ARGS...` in this process (argparse exits become the return code); returns a CliResult.
+    An exception the CLI does not turn into an error line propagates, failing the test with its traceback."""
+    from workbench.cli import main
+
+    def run(*argv: object) -> CliResult:
+        try:
+            rc = main([str(a) for a in argv])
+        except SystemExit as exc:
+            rc = exc.code
+        captured = capsys.readouterr()
+        return CliResult(rc, captured.out, captured.err)
 
     return run
 

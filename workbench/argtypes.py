@@ -19,8 +19,8 @@ def ints(value: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {value!r}") from None
 
 
-def int_at_least(low: int) -> Callable[[str], int]:
-    """argparse type: an integer >= low."""
+def int_in(low: int, high: int | None = None) -> Callable[[str], int]:
+    """argparse type: an integer >= low (and <= high, if given)."""
 
     def parse(value: str) -> int:
         try:
@@ -29,10 +29,21 @@ def int_at_least(low: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
         if n < low:
             raise argparse.ArgumentTypeError(f"must be at least {low}, got {n}")
+        if high is not None and n > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high}, got {n}")
         return n
 
     parse.__name__ = f"integer >= {low}"
     return parse
+
+
+def int_at_least(low: int) -> Callable[[str], int]:
+    """argparse type: an integer >= low."""
+    return int_in(low)
+
+
+SEED_MAX = 2**32 - 1
+rng_seed = int_in(0, SEED_MAX)  # the range every random generator the workbench seeds accepts
 
 
 def float_in(low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> Callable[[str], float]:
@@ -52,3 +63,10 @@ def float_in(low: float, high: float, *, low_open: bool = False, high_open: bool
 
     parse.__name__ = "number"
     return parse
+
+
+def path(value: str) -> str:
+    """argparse type: a non-empty path (an empty one, say from an unset variable, would silently mean the default)."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("expected a path, got an empty string")
+    return value

@@ -11,7 +11,7 @@ from workbench import settings
 
 settings.apply_environment()
 
-from workbench.errors import WorkbenchError  # noqa: E402
+from workbench.errors import WorkbenchError, describe_os_error  # noqa: E402
 
 
 class _Format(logging.Formatter):
@@ -35,7 +35,7 @@ class Parser(argparse.ArgumentParser):
     """argparse whose usage errors are one line, like every other error of the CLI."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+        self.exit(2, f"workbench: error: {message} (see `{self.prog} --help`)\n")
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
@@ -67,9 +67,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WorkbenchError as exc:
         print(f"workbench: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("workbench: interrupted; an interrupted eval can be continued with `workbench eval --resume RUN_ID`",
-              file=sys.stderr)
+    except OSError as exc:  # the environment refused (disk full, permissions) somewhere no command anticipated
+        print(f"workbench: error: {describe_os_error(exc)}", file=sys.stderr)
+        return WorkbenchError.exit_code
+    except KeyboardInterrupt as exc:
+        hint = str(exc) or "an interrupted eval can be continued with `workbench eval --resume RUN_ID`"
+        print(f"workbench: interrupted; {hint}", file=sys.stderr)
         return 130
 
 

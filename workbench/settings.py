@@ -154,8 +154,10 @@ class Scoring:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Scoring:
         """Validated settings (ValueError naming the bad one); unknown keys are refused."""
+        if not isinstance(values, dict):
+            raise ValueError(f"scoring settings must be a mapping, got {type(values).__name__}")
         names = {f.name for f in fields(cls)}
-        unknown = set(values) - names
+        unknown = {str(k) for k in values} - names
         if unknown:
             raise ValueError(f"unknown scoring setting(s): {', '.join(sorted(unknown))}")
         out = dict(values)

@@ -213,3 +213,20 @@ def test_paired_compare_drops_items_missing_in_either_run():
     b = np.array([1, 1, 0, np.nan])
     r = S.paired_compare(a, b, n_boot=100)
     assert r.n == 2 and r.delta == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("aggregation", ["weighted_perplexity", "bits_per_byte", "weighted_mean"])
+def test_ratio_estimate_is_lm_evals_aggregation_with_a_bootstrap_ci(aggregation):
+    from lm_eval.api import metrics as M
+
+    rng = np.random.default_rng(3)
+    ll, counts = -rng.gamma(5.0, 20.0, size=200), rng.integers(20, 400, size=200).astype(float)
+    est = S.ratio_estimate(ll, counts, aggregation, seed=7)
+    assert est.value == pytest.approx(getattr(M, aggregation)(list(zip(ll, counts))), rel=1e-12)
+    assert est.ci95_low < est.value < est.ci95_high and est.stderr > 0 and est.n == 200
+    assert est == S.ratio_estimate(ll, counts, aggregation, seed=7)
+    # The CI of the ratio covers its sampling spread: a 4x larger sample gives a CI about half as wide.
+    big = S.ratio_estimate(np.tile(ll, 4), np.tile(counts, 4), aggregation, seed=7)
+    assert 0.35 < (big.ci95_high - big.ci95_low) / (est.ci95_high - est.ci95_low) < 0.65
+    one = S.ratio_estimate(ll[:1], counts[:1], aggregation)
+    assert one.n == 1 and one.ci95_low == one.value == one.ci95_high

@@ -95,14 +95,9 @@ def _model(spec: str, backend: str):
 def dash_env(tmp_path_factory, tiny_model_dir, fixture_mirror) -> DashEnv:
 
     from workbench.eval.harness import EvalRequest, run_eval
-    from workbench.interp import artifacts
-    from workbench.interp.attention import analyze
-    from workbench.interp.attribute import attribute
-    from workbench.interp.drift import compare, variant_of
+    from workbench.interp import artifacts, attention, attribution, drift, logit_lens, patching, probe
+    from workbench.interp.drift import variant_of
     from workbench.interp.hooks import load_hooked
-    from workbench.interp.logit_lens import lens
-    from workbench.interp.patching import patch
-    from workbench.interp.probe import probe
     from workbench.interp.probe_data import ProbeDataset
     from workbench.interp.sources import from_run
     from workbench.store import RunStore
@@ -143,7 +138,7 @@ def dash_env(tmp_path_factory, tiny_model_dir, fixture_mirror) -> DashEnv:
     arts = root / "artifacts"
     model = load_hooked(f"hf:{tiny_model_dir}")
     # A lens target that is the top token somewhere, so the tables have a highlighted cell.
-    top_token = str(lens(model, f"{XSS} The quick brown fox", k=1).top.sort_values("layer").iloc[-1]["token"])
+    top_token = str(logit_lens.run(model, f"{XSS} The quick brown fox", k=1).top.sort_values("layer").iloc[-1]["token"])
     try:
         model.single_token(top_token)
     except Exception:
@@ -152,20 +147,20 @@ def dash_env(tmp_path_factory, tiny_model_dir, fixture_mirror) -> DashEnv:
     row = a[a["task"] == "arc_easy"].iloc[0]
     src = from_run("run-a", str(row["doc_id"]), task="arc_easy", store=store.root)
     ids = {
-        "attention": artifacts.save(analyze(model, src.prompt[-200:], seq_len=8, n_seqs=2, source=src.link()), arts),
-        "logit_lens": artifacts.save(lens(model, f"{XSS} The quick brown fox", k=3, target=top_token,
+        "attention": artifacts.save(attention.run(model, src.prompt[-200:], seq_lens=[8], n_seqs=2, source=src.link()), arts),
+        "logit_lens": artifacts.save(logit_lens.run(model, f"{XSS} The quick brown fox", k=3, target=top_token,
                                           positions=[0, -1], source=src.link()), arts),
-        "attribution": artifacts.save(attribute(model, "The quick brown fox jumps", " the", n_steps=16,
+        "attribution": artifacts.save(attribution.run(model, "The quick brown fox jumps", " the", n_steps=16,
                                                 internal_batch_size=8), arts),
-        "patching": artifacts.save(patch(model, "The heart pumps blood", "The lung pumps blood", answer=" the",
+        "patching": artifacts.save(patching.run(model, "The heart pumps blood", "The lung pumps blood", answer=" the",
                                          wrong=" a"), arts),
-        "drift": artifacts.save(compare(model, variant_of(model, "int8-dynamic"), ["The quick brown fox jumps."]), arts),
+        "drift": artifacts.save(drift.run(model, variant_of(model, "int8-dynamic"), ["The quick brown fox jumps."]), arts),
     }
     rng = np.random.default_rng(0)
     words = ["good", "bad", "fine", "awful", "great", "poor"]
     texts = [f"It was {words[i % 6]} and {words[(i * 5) % 6]} {rng.integers(100)}" for i in range(40)]
     ds = ProbeDataset("toy", texts, np.array([i % 2 for i in range(40)]), np.arange(40))
-    ids["probe"] = artifacts.save(probe(model, ds), arts)
+    ids["probe"] = artifacts.save(probe.run(model, ds), arts)
     # Damaged artifacts: a manifest without "id", a truncated manifest, and an odd-but-readable one.
     for name in BAD_ARTIFACTS:
         shutil.copytree(arts / ids["attention"], arts / name)

@@ -9,9 +9,9 @@ import pytest
 from dash import dcc, html
 
 from workbench.analysis.compare import answer_text, compare_runs
+from workbench.analysis.text import one_line
 from workbench.dashboard import pages
 from workbench.dashboard.data import filter_samples, flip_states, leaderboard, sample_detail, sample_rows
-from workbench.dashboard.text import one_line
 from workbench.interp import artifacts
 
 
@@ -308,6 +308,7 @@ def test_every_artifact_kind_has_a_view(dash_app, dash_env, kind):
         fig = next(n for n in _walk(page) if getattr(n, "id", None) == "probe-accuracy").figure
         np.testing.assert_allclose(fig.data[0].y, r.by_layer["accuracy"])
         np.testing.assert_allclose(fig.data[1].y, r.by_layer["control_accuracy"])
+        assert [s.y0 for s in fig.layout.shapes] == [r.text_baseline["accuracy"]]   # the text-only baseline line
     if kind == "attribution":
         spans = next(n for n in _walk(page) if getattr(n, "id", None) == "attr-ig").children
         assert [s.children for s in spans] == r.meta.tokens[0][: len(r.ig)]

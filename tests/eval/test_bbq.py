@@ -82,7 +82,7 @@ def test_real_categories_read_and_match_provenance(real_data_dir):
     from workbench.eval.data import benchmarks, read_split
 
     for cat, n in CATEGORIES.items():
-        rows, rec = read_split(benchmarks()["bbq"], "test", cat, real_data_dir)
+        rows, [rec] = read_split(benchmarks()["bbq"], "test", cat, real_data_dir)
         assert rec.rows == n and {r["category"] for r in rows} == {cat}
     assert rec.sha256 == "2c71036b9e7584fe589c42aef32c1a42bc01b9a5e9b1b8704342630cdb08cefd"
 

@@ -14,13 +14,13 @@ def test_every_declared_benchmark_reads_from_the_real_mirror_with_sha256(real_da
     for b in data.benchmarks().values():
         subset = next(iter(b.subsets), None)
         for split in b.splits:
-            rows, rec = data.read_split(b, split, subset, real_data_dir)
-            assert rows and rec.rows == len(rows)
-            assert len(rec.sha256) == 64 and (real_data_dir / rec.path).is_file()
+            rows, recs = data.read_split(b, split, subset, real_data_dir)
+            assert rows and sum(r.rows for r in recs) == len(rows)
+            assert all(len(r.sha256) == 64 and (real_data_dir / r.path).is_file() for r in recs)
 
 
 def test_mmlu_rows_match_the_hub_schema(real_data_dir):
-    rows, rec = data.read_split(bench("mmlu"), "test", "anatomy", real_data_dir)
+    rows, [rec] = data.read_split(bench("mmlu"), "test", "anatomy", real_data_dir)
     assert len(rows) == 135  # PROVENANCE.md: test/anatomy_test.csv has 135 rows
     assert rec.sha256 == "966dfd5c4579885ebdb8c05d6754ae5834f672632586d8595be3c0f9360e6f4e"
     assert set(rows[0]) == {"question", "subject", "choices", "answer"}

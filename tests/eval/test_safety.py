@@ -74,12 +74,12 @@ def test_xstest_metrics_split_by_label():
 def test_safety_schemas(real_data_dir):
     from workbench.eval.data import benchmarks, read_split
 
-    rows, rec = read_split(benchmarks()["xstest"], "test", None, real_data_dir)
+    rows, [rec] = read_split(benchmarks()["xstest"], "test", None, real_data_dir)
     assert rec.rows == 450 and sum(r["label"] == "safe" for r in rows) == 250
-    rows, rec = read_split(benchmarks()["harmbench"], "test", None, real_data_dir)
+    rows, [rec] = read_split(benchmarks()["harmbench"], "test", None, real_data_dir)
     ctx = [r for r in rows if r["functional_category"] == "contextual"]
     assert rec.rows == 320 and ctx and all("\n\n---\n\n" in r["prompt"] for r in ctx)
-    rows, rec = read_split(benchmarks()["advbench"], "test", None, real_data_dir)
+    rows, [rec] = read_split(benchmarks()["advbench"], "test", None, real_data_dir)
     assert rec.rows == 520
 
 

@@ -12,13 +12,15 @@ from workbench.interp.errors import ArtifactError
 
 
 def test_attention_artifact_round_trip(tiny_hooked, artifacts_root):
-    from workbench.interp.attention import AttentionResult, analyze
+    from workbench.interp import attention
+    from workbench.interp.attention import AttentionResult
 
-    res = analyze(tiny_hooked, "The quick brown fox", seq_len=8, n_seqs=2,
+    res = attention.run(tiny_hooked, "The quick brown fox", seq_lens=[8], n_seqs=2,
                   source={"run_id": "r1", "task": "t", "doc_id": "3", "store": "/x"})
     aid = artifacts.save(res)
     path = artifacts_root / aid
-    assert sorted(p.name for p in path.iterdir()) == ["arrays.safetensors", "head_scores.parquet", "manifest.json"]
+    assert sorted(p.name for p in path.iterdir()) == ["arrays.safetensors", "by_setting.parquet", "head_scores.parquet",
+                                                      "manifest.json"]
     assert not any((artifacts_root / ".partial").iterdir())
     manifest = json.loads((path / "manifest.json").read_text())
     assert manifest["kind"] == "attention" and manifest["model"]["spec"].startswith("hf:")
@@ -28,6 +30,8 @@ def test_attention_artifact_round_trip(tiny_hooked, artifacts_root):
     assert isinstance(back, AttentionResult)
     np.testing.assert_array_equal(back.patterns, res.patterns)
     pd.testing.assert_frame_equal(back.head_scores, res.head_scores)
+    pd.testing.assert_frame_equal(back.by_setting, res.by_setting)
+    assert back.induction_heads == res.induction_heads and back.unstable_heads == res.unstable_heads
     assert back.layers == res.layers and back.meta.id == aid and back.meta.params == res.meta.params
     assert [m["id"] for m in artifacts.list_artifacts()] == [aid]
 
@@ -54,3 +58,42 @@ def test_root_precedence(tmp_path, monkeypatch):
 
 def test_every_tool_kind_is_registered():
     assert set(artifacts.kinds()) == {"attention", "patching", "probe", "attribution", "logit_lens", "drift"}
+
+
+def _strip(path, data_fields=(), tables=(), columns=None):
+    """Turn a fresh artifact into one saved before those fields existed."""
+    m = json.loads((path / "manifest.json").read_text())
+    m.pop("sha256", None)   # such artifacts also predate file digests
+    for f in data_fields:
+        m["data"].pop(f)
+    for t in tables:
+        m["tables"].remove(t)
+        m["files"].remove(f"{t}.parquet")
+        (path / f"{t}.parquet").unlink()
+    for table, cols in (columns or {}).items():
+        pd.read_parquet(path / f"{table}.parquet").drop(columns=cols).to_parquet(path / f"{table}.parquet", index=False)
+    (path / "manifest.json").write_text(json.dumps(m))
+
+
+def test_artifacts_saved_before_the_validated_defaults_still_load(tiny_hooked, artifacts_root):
+    from workbench.interp import attention, attribution, probe
+    from workbench.interp.probe_data import ProbeDataset
+
+    att = artifacts.save(attention.run(tiny_hooked, "The quick brown fox", seq_lens=[6], n_seqs=2, n_seeds=2))
+    _strip(artifacts_root / att, ["unstable_heads"], ["by_setting"],
+           {"head_scores": [c for c in artifacts.load(att).head_scores.columns if c.endswith(("_std", "_min", "_max"))]})
+    old = artifacts.load(att)
+    assert old.by_setting is None and old.unstable_heads == [] and "induction heads" in old.summary()
+
+    ig = artifacts.save(attribution.run(tiny_hooked, "The quick brown fox jumps", " the", n_steps=16))
+    _strip(artifacts_root / ig, ["n_steps", "tolerance", "tries"])
+    old = artifacts.load(ig)
+    assert old.n_steps is None and old.tries == [] and "completeness error" in old.summary()
+
+    rng = np.random.default_rng(0)
+    ds = ProbeDataset("toy", [f"It was {rng.integers(1000)}" for _ in range(60)], np.arange(60) % 2, np.arange(60))
+    pr = artifacts.save(probe.run(tiny_hooked, ds))
+    _strip(artifacts_root / pr, ["selection", "text_baseline"], columns={"by_layer": ["C", "val_accuracy", "n_val"]})
+    old = artifacts.load(pr)
+    assert old.selection == "test" and old.text_baseline is None
+    assert "picked on the test split" in old.summary() and "baseline" not in old.summary()

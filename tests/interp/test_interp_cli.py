@@ -55,6 +55,12 @@ def test_sample_prompt_flows_into_artifact_link(tiny_model_dir, stored_run, tmp_
      "no sample with doc_id"),
     (["interp", "attention", "--model", "llamacpp:smollm2-135m", "--prompt", "x"], "torch weights"),
     (["interp", "probe", "--model", "{tiny}", "--dataset", "nope"], "unknown probe dataset"),
+    # non-convergence is an error, so --quiet cannot hide it
+    (["interp", "attribute", "--model", "{tiny}", "--prompt", "The quick brown fox", "--target", " the", "--quiet",
+      "--n-steps", "2", "--max-steps", "4", "--tolerance", "1e-9"], "did not converge: completeness error"),
+    (["interp", "attribute", "--model", "{tiny}", "--prompt", "The quick", "--target", " the", "--max-steps", "8"],
+     "--n-steps <= --max-steps"),
+    (["interp", "attention", "--model", "{tiny}", "--prompt", "The quick", "--seq-lens", "1,8"], "lengths >= 2"),
 ])
 def test_bad_input_is_one_line_exit_2(argv, message, tiny_model_dir, stored_run, tmp_path, capsys):
     argv = [a.format(tiny=f"hf:{tiny_model_dir}", store=stored_run) for a in argv]

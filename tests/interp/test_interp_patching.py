@@ -44,7 +44,7 @@ def test_zero_effect_before_first_difference_and_full_restore(tiny_hooked):
     # Positions before the first differing token see identical activations in both runs (causality).
     np.testing.assert_allclose(grid[:, :diff[0]], k, rtol=0, atol=ATOL)
     # The whole residual stream at any layer determines everything after it: full restore everywhere.
-    whole = P.Family("resid_whole", "blocks.{layer}.hook_resid_pre", "whole")
+    whole = P.Family("resid_whole", "resid_pre", "whole")
     np.testing.assert_allclose(P.exact_patch(tiny_hooked, clean, corrupt, m, whole), c, rtol=0, atol=ATOL)
 
 
@@ -65,7 +65,7 @@ def test_batched_sweep_equals_per_cell_loop(tiny_hooked):
 
 
 def test_atp_is_exact_where_nothing_differs_and_tracks_exact(tiny_hooked):
-    res = P.patch(tiny_hooked, CLEAN, CORRUPT, answer=" the", wrong=" a")
+    res = P.run(tiny_hooked, CLEAN, CORRUPT, answer=" the", wrong=" a")
     clean, corrupt = tiny_hooked.tokenize(CLEAN), tiny_hooked.tokenize(CORRUPT)
     first = _diff_positions(clean, corrupt)[0]
     np.testing.assert_allclose(res.grid("resid_pre", "atp")[:, :first], res.corrupt_metric, atol=ATOL)
@@ -78,13 +78,13 @@ def test_atp_is_exact_where_nothing_differs_and_tracks_exact(tiny_hooked):
 
 def test_patching_bad_input(tiny_hooked):
     with pytest.raises(InterpError, match="same number of tokens"):
-        P.patch(tiny_hooked, CLEAN, "The heart pumps blood and more", answer=" the", wrong=" a")
+        P.run(tiny_hooked, CLEAN, "The heart pumps blood and more", answer=" the", wrong=" a")
     with pytest.raises(InterpError, match="wrong answer"):
-        P.patch(tiny_hooked, CLEAN, CORRUPT, answer=" the")
+        P.run(tiny_hooked, CLEAN, CORRUPT, answer=" the")
     with pytest.raises(TokenError):
-        P.patch(tiny_hooked, CLEAN, CORRUPT, answer=" xylophone quartet", wrong=" a")
+        P.run(tiny_hooked, CLEAN, CORRUPT, answer=" xylophone quartet", wrong=" a")
     with pytest.raises(InterpError, match="unknown patch site"):
-        P.patch(tiny_hooked, CLEAN, CORRUPT, answer=" the", wrong=" a", families=["nope"])
+        P.run(tiny_hooked, CLEAN, CORRUPT, answer=" the", wrong=" a", families=["nope"])
 
 
 @pytest.mark.slow
@@ -97,6 +97,6 @@ def test_smollm2_patching_identity_and_atp(smol_hooked):
         ref = float(m(smol_hooked.logits(c))[0])
     grid = P.exact_patch(smol_hooked, c, c, m, P.FAMILIES["attn_out"])
     np.testing.assert_allclose(grid, ref, rtol=0, atol=1e-4)
-    res = P.patch(smol_hooked, clean, corrupt, answer=" Mary", wrong=" John", families=["attn_out", "mlp_out"])
+    res = P.run(smol_hooked, clean, corrupt, answer=" Mary", wrong=" John", families=["attn_out", "mlp_out"])
     print(f"SmolLM2 IOI: clean {res.clean_metric:.3f} corrupt {res.corrupt_metric:.3f} AtP r {res.correlation}")
     assert res.clean_metric > res.corrupt_metric

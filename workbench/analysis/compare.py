@@ -21,7 +21,7 @@ from workbench import settings
 from workbench.analysis import stats
 from workbench.errors import WorkbenchError
 from workbench.store import Run, RunStore
-from workbench.store.samples import better, direction, metric_columns, order_metrics
+from workbench.store.samples import base_metric, better, direction, metric_columns, order_metrics, ratio_parts
 
 KEY = ["task", "doc_id", "prompt_hash"]
 # Manifest fields that change from run to run without changing what was measured.
@@ -219,7 +219,21 @@ def paired_stats(a: pd.DataFrame, b: pd.DataFrame, scope: Scope, metric: str, *,
                                 clusters=scope_clusters(a, scope), n_boot=n_boot, seed=seed)
 
 
-def scope_estimate(df: pd.DataFrame, scope: Scope, metric: str, *, n_boot: int = 2000, seed: int = 0) -> stats.Estimate:
+def declared_aggregation(manifest: dict[str, Any], scope: Scope, metric: str) -> str | None:
+    """The ratio aggregation (lm-eval's weighted perplexity, bits per byte) the scope's tasks declare for `metric`."""
+    tasks = [t for n, t in manifest.get("tasks", {}).items()
+             if (n == scope.name if scope.kind == "task" else t.get("group") == scope.name)]
+    found = {(t.get("aggregations") or {}).get(base_metric(metric)) for t in tasks}
+    return found.pop() if len(found) == 1 else None
+
+
+def scope_estimate(df: pd.DataFrame, scope: Scope, metric: str, *, n_boot: int = 2000, seed: int = 0,
+                   aggregation: str | None = None) -> stats.Estimate:
+    """The scope's value of `metric`: a mean (clustered for a group), or its declared ratio over items."""
+    num, den = ratio_parts(metric)
+    if aggregation and num in df.columns and den in df.columns:
+        part = df.loc[scope_mask(df, scope)]
+        return stats.ratio_estimate(part[num], part[den], aggregation, n_boot=n_boot, seed=seed)
     values = df.loc[scope_mask(df, scope), metric].to_numpy(float)
     clusters = scope_clusters(df, scope)
     if clusters is None:
@@ -295,7 +309,8 @@ def compare_runs(runs: Sequence[Run], *, correction: str = "holm", n_boot: int =
         raise ComparisonError("the runs share no scored metric column")
 
     leaderboard = [LeaderRow(r.run_id, model_label(r), s, metrics[s][0],
-                             scope_estimate(items[r.run_id], s, metrics[s][0], n_boot=n_boot, seed=seed))
+                             scope_estimate(items[r.run_id], s, metrics[s][0], n_boot=n_boot, seed=seed,
+                                            aggregation=declared_aggregation(r.manifest, s, metrics[s][0])))
                    for r in runs for s in headline_scopes(scopes) if metrics[s]]
     paired: list[PairedRow] = []
     for cand in runs[1:]:

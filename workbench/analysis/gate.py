@@ -20,6 +20,7 @@ Policy YAML (every key optional)::
 """
 from __future__ import annotations
 
+import math
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -74,15 +75,19 @@ _LIMIT_KEYS = {f.name for f in fields(Limits)}
 def _limits(raw: Any, base: Limits, where: str) -> Limits:
     if not isinstance(raw, dict):
         raise GateError(f"policy {where}: expected a mapping, got {type(raw).__name__}")
-    unknown = set(raw) - _LIMIT_KEYS
+    unknown = {str(k) for k in raw} - _LIMIT_KEYS
     if unknown:
         raise GateError(f"policy {where}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(_LIMIT_KEYS))}")
     merged = {**asdict(base), **raw}
-    try:
-        lim = Limits(max_drop=float(merged["max_drop"]), alpha=float(merged["alpha"]),
-                     min_items=int(merged["min_items"]), metric=None if merged["metric"] is None else str(merged["metric"]))
-    except (TypeError, ValueError) as exc:
-        raise GateError(f"policy {where}: {exc}") from None
+    for key, kind in (("max_drop", "a finite number"), ("alpha", "a finite number"), ("min_items", "a whole number")):
+        v = merged[key]
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) \
+                or (kind == "a whole number" and not isinstance(v, int)):
+            raise GateError(f"policy {where}: {key} must be {kind}, got {v!r}")
+    if merged["metric"] is not None and not isinstance(merged["metric"], str):
+        raise GateError(f"policy {where}: metric must be a metric name, got {merged['metric']!r}")
+    lim = Limits(max_drop=float(merged["max_drop"]), alpha=float(merged["alpha"]), min_items=merged["min_items"],
+                 metric=merged["metric"])
     if lim.max_drop < 0 or not 0 < lim.alpha < 1 or lim.min_items < 1:
         raise GateError(f"policy {where}: need max_drop >= 0, 0 < alpha < 1 and min_items >= 1")
     return lim
@@ -95,12 +100,12 @@ def parse_policy(raw: Any) -> Policy:
         raise GateError("policy: the file must hold a mapping")
     tasks_raw = raw.get("tasks") or {}
     correction = raw.get("correction", "holm")
-    if correction not in stats.CORRECTIONS:
+    if not isinstance(correction, str) or correction not in stats.CORRECTIONS:
         raise GateError(f"policy: unknown correction {correction!r}; choose from {', '.join(stats.CORRECTIONS)}")
     if not isinstance(tasks_raw, dict):
         raise GateError("policy: `tasks` must map task names to limits")
     defaults = _limits({k: v for k, v in raw.items() if k not in ("tasks", "correction")}, Limits(), "top level")
-    return Policy(defaults, correction, {str(t): _limits(v or {}, defaults, f"tasks.{t}") for t, v in tasks_raw.items()})
+    return Policy(defaults, correction, {str(t): _limits({} if v is None else v, defaults, f"tasks.{t}") for t, v in tasks_raw.items()})
 
 
 def load_policy(path: str | Path | None) -> Policy:

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from workbench.analysis.compare import Comparison, PairedRow, headline_scopes, model_label
-from workbench.errors import WorkbenchError
+from workbench.analysis.figures import forest, paired_rows
+from workbench.errors import WorkbenchError, describe_os_error
 from workbench.store.samples import fmt
 
 SECTIONS = ("Runs", "Leaderboard", "Paired deltas per task", "Paired deltas per subject", "Forest plot",
@@ -178,26 +180,8 @@ def _leaderboard_figure(c: Comparison):
 
 
 def _forest_figure(c: Comparison, alpha: float):
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
-    rows = [p for p in c.paired if p.primary and p.stats.n > 0]
-    for cand in dict.fromkeys(p.candidate for p in rows):
-        part = [p for p in rows if p.candidate == cand]
-        labels = [(f"[{p.scope.name}]" if p.scope.kind == "group" else p.scope.name) for p in part]
-        fig.add_scatter(
-            name=cand, x=[p.stats.delta for p in part], y=labels, mode="markers",
-            marker=dict(size=9, symbol=["diamond" if p.scope.kind == "group" else "circle" for p in part],
-                        color=["#c0392b" if _mark(p, alpha) else "#34495e" for p in part]),
-            error_x=dict(type="data", symmetric=False, array=[p.stats.ci95_high - p.stats.delta for p in part],
-                         arrayminus=[p.stats.delta - p.stats.ci95_low for p in part]),
-            customdata=[[p.stats.n, p.p_adjusted, p.metric] for p in part],
-            hovertemplate="%{y}: Δ=%{x:.3f}<br>n=%{customdata[0]}, p_adj=%{customdata[1]:.3g} (%{customdata[2]})<extra></extra>",
-        )
-    fig.add_vline(x=0, line_dash="dash", line_color="#888")
-    fig.update_layout(xaxis_title="Δ candidate − baseline (paired bootstrap 95% CI)", height=max(300, 28 * len(rows) + 120),
-                      margin=dict(t=30), yaxis=dict(autorange="reversed"), legend=dict(orientation="h", y=-0.15))
-    return fig
+    """The dashboard's forest plot: headline rows, each candidate in its own colour and offset."""
+    return forest([r for r in paired_rows(c, alpha) if not r["subject"]])
 
 
 def to_html(c: Comparison, *, alpha: float = 0.05) -> str:
@@ -218,17 +202,35 @@ def to_html(c: Comparison, *, alpha: float = 0.05) -> str:
         flips=flips, manifest_diff=_diff_table(c))
 
 
-def write_report(c: Comparison, out_dir: str | Path, *, alpha: float = 0.05) -> ReportPaths:
-    """Write <name>.html and <name>.md into out_dir (created if needed)."""
+def report_dir(out_dir: str | Path) -> Path:
+    """The report directory, created if needed; WorkbenchError now (before any comparison is computed) if
+    it cannot be written."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise WorkbenchError(f"--out {out} is a file; give a directory for the report")
-    name = report_name(c)
-    paths = ReportPaths(out / f"{name}.html", out / f"{name}.md")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        paths.html.write_text(to_html(c, alpha=alpha), encoding="utf-8")
-        paths.markdown.write_text(to_markdown(c, alpha=alpha), encoding="utf-8")
     except OSError as exc:
         raise WorkbenchError(f"cannot write the report into {out}: {exc.strerror or exc}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise WorkbenchError(f"cannot write the report into {out}: not writable")
+    return out
+
+
+def write_report(c: Comparison, out_dir: str | Path, *, alpha: float = 0.05) -> ReportPaths:
+    """Write <name>.html and <name>.md into out_dir (created if needed): both whole, or neither."""
+    out = report_dir(out_dir)
+    name = report_name(c)
+    paths = ReportPaths(out / f"{name}.html", out / f"{name}.md")
+    texts = {paths.html: to_html(c, alpha=alpha), paths.markdown: to_markdown(c, alpha=alpha)}
+    tmps = {path: path.with_name(f".{path.name}.tmp") for path in texts}
+    try:
+        for path, text in texts.items():
+            tmps[path].write_text(text, encoding="utf-8")
+        for path, tmp in tmps.items():
+            os.replace(tmp, path)
+    except OSError as exc:
+        for tmp in tmps.values():
+            tmp.unlink(missing_ok=True)
+        raise WorkbenchError(describe_os_error(exc, f"the report into {out}")) from None
     return paths

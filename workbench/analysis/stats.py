@@ -38,6 +38,40 @@ def mean_estimate(values, *, n_boot: int = 2000, seed: int = 0) -> Estimate:
     return Estimate(mean, stderr, float(lo), float(hi), n)
 
 
+# ---- ratio (weighted) aggregates ----------------------------------------------------------------
+# lm-eval's aggregations over (numerator, denominator) items, f(sum num / sum den), by lm-eval's names:
+# a scope's word/byte perplexity is exp(-sum ll / sum words|bytes), not the mean of per-item perplexities.
+RATIO_AGGREGATIONS = {
+    "weighted_mean": lambda r: r,
+    "weighted_perplexity": lambda r: np.exp(-r),
+    "bits_per_byte": lambda r: -r / np.log(2),
+}
+
+
+def ratio_estimate(num, den, aggregation: str, *, n_boot: int = 2000, seed: int = 0,
+                   chunk_items: int = 4_000_000) -> Estimate:
+    """f(sum num / sum den) over items, with a 95% percentile bootstrap CI (items resampled) and the
+    bootstrap SD as stderr (lm-eval reports none for these aggregations)."""
+    f = RATIO_AGGREGATIONS[aggregation]
+    a, b = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
+    keep = ~(np.isnan(a) | np.isnan(b))
+    a, b = a[keep], b[keep]
+    n = len(a)
+    if n == 0 or b.sum() == 0:
+        return Estimate(float("nan"), float("nan"), float("nan"), float("nan"), n)
+    value = float(f(a.sum() / b.sum()))
+    if n == 1:
+        return Estimate(value, float("nan"), value, value, 1)
+    rng = np.random.default_rng(seed)
+    boots = np.empty(n_boot)
+    per_chunk = max(1, chunk_items // n)
+    for lo in range(0, n_boot, per_chunk):
+        idx = rng.integers(0, n, size=(min(per_chunk, n_boot - lo), n))
+        boots[lo:lo + len(idx)] = f(a[idx].sum(axis=1) / b[idx].sum(axis=1))
+    low, high = np.percentile(boots, [2.5, 97.5])
+    return Estimate(value, float(boots.std(ddof=1)), float(low), float(high), n)
+
+
 # ---- clustered bootstrap ------------------------------------------------------------------------
 def cluster_bootstrap_means(values, clusters, *, n_boot: int = 2000, seed: int = 0,
                             chunk_items: int = 4_000_000) -> np.ndarray:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from workbench import settings
-from workbench.argtypes import csv, float_in, int_at_least
+from workbench.argtypes import csv, float_in, int_at_least, path, rng_seed
 from workbench.errors import WorkbenchError
 
 
@@ -17,9 +17,9 @@ def _parent(add: Callable[[argparse.ArgumentParser], None]) -> argparse.Argument
     return p
 
 
-STORE = _parent(lambda p: p.add_argument("--store", help=settings.STORE_HELP))
-ARTIFACTS = _parent(lambda p: p.add_argument("--artifacts", help=settings.ARTIFACTS_HELP))
-DATA = _parent(lambda p: p.add_argument("--data-dir", help=settings.DATA_HELP))
+STORE = _parent(lambda p: p.add_argument("--store", type=path, help=settings.STORE_HELP))
+ARTIFACTS = _parent(lambda p: p.add_argument("--artifacts", type=path, help=settings.ARTIFACTS_HELP))
+DATA = _parent(lambda p: p.add_argument("--data-dir", type=path, help=settings.DATA_HELP))
 JSON = _parent(lambda p: p.add_argument("--json", action="store_true", help="machine-readable output (JSON)"))
 
 
@@ -29,8 +29,8 @@ def _request_flags(p: argparse.ArgumentParser) -> None:
     sel.add_argument("--suite", help="a named suite from benchmarks/suites.yaml (quick, full, safety)")
     p.add_argument("--limit", type=int_at_least(1), help="evaluate the first N docs of each task (as lm-eval's --limit)")
     p.add_argument("--num-fewshot", type=int_at_least(0), help="override few-shot count (tasks that pin 0 keep 0)")
-    p.add_argument("--seed", type=int, default=1234, help="seed for subsets, few-shot draws, sampling and bootstrap "
-                                                          "(default 1234)")
+    p.add_argument("--seed", type=rng_seed, default=1234,
+                   help="seed for subsets, few-shot draws, sampling and bootstrap (default 1234)")
     p.add_argument("--batch-size", type=int_at_least(1), default=8,
                    help="contexts per forward pass, sequences generated at once (default 8)")
     p.add_argument("--chunk-size", type=int_at_least(1), default=16, help="docs per journalled chunk (default 16)")

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from workbench.analysis.stats import CORRECTIONS
-from workbench.argtypes import float_in
+from workbench.argtypes import float_in, path, rng_seed
 from workbench.commands import command
 from workbench.commands._common import JSON, STORE, json_safe
 
@@ -14,8 +14,9 @@ from workbench.commands._common import JSON, STORE, json_safe
 def compare_and_report(run_ids: list[str], args: argparse.Namespace, seed: int) -> int:
     """Compare stored runs (the first is the baseline), write the report, print the paired deltas or JSON."""
     from workbench.analysis.compare import compare_runs, load_runs
-    from workbench.analysis.report import write_report
+    from workbench.analysis.report import report_dir, write_report
 
+    report_dir(args.out)  # an unwritable --out fails before the comparison is computed
     comparison = compare_runs(load_runs(run_ids, args.store), correction=args.correction, seed=seed,
                               allow_config_diff=args.allow_config_diff)
     paths = write_report(comparison, args.out, alpha=args.alpha)
@@ -43,7 +44,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def add_report_flags(p: argparse.ArgumentParser) -> None:
     """The comparison's options (shared with `workbench sweep`)."""
-    p.add_argument("--out", default="reports", help="report directory (default: reports/)")
+    p.add_argument("--out", type=path, default="reports", help="report directory (default: reports/)")
     p.add_argument("--correction", default="holm", choices=list(CORRECTIONS),
                    help="multiple-comparison correction across tasks and subjects (default holm)")
     p.add_argument("--alpha", type=float_in(0, 1, low_open=True, high_open=True), default=0.05,
@@ -63,5 +64,5 @@ def register(subparsers: Any) -> None:
         epilog="Example: workbench compare RUN_A RUN_B --out reports/ --json")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run ids; the first is the baseline")
     add_report_flags(p)
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--seed", type=rng_seed, default=0, help="bootstrap seed (default 0)")
     p.set_defaults(func=cmd_compare)

@@ -51,19 +51,31 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     store = RunStore(args.store)
     cluster = cluster_from_args(args)
+    started: list[str] = []
+
+    def on_start(rid: str) -> None:
+        started.append(rid)
+        note = f"resuming run {rid}" if args.resume is not None else f"run {rid} started (store: {store.root})"
+        print(note, file=sys.stderr, flush=True)
+
     scoring_flags = (args.refusal_judge, args.judge_model, args.sandbox_timeout, args.sandbox_memory)
-    if args.resume:
-        if args.model or args.tasks or args.suite or any(v is not None for v in scoring_flags):
-            raise WorkbenchError("--resume repeats the interrupted run's own settings; drop --model/--tasks/--suite "
-                                 "and the scoring options")
-        run = run_eval(store=store, resume=args.resume, progress=not args.no_progress, cluster=cluster,
-                       on_start=lambda rid: print(f"resuming run {rid}", file=sys.stderr, flush=True))
-    else:
-        if not args.model:
-            raise WorkbenchError("--model is required (e.g. --model smollm2-135m); see `workbench models list`")
-        req = request_from_args(args, args.model)
-        run = run_eval(req, store=store, run_id=args.run_id, progress=not args.no_progress, cluster=cluster,
-                       on_start=lambda rid: print(f"run {rid} started (store: {store.root})", file=sys.stderr, flush=True))
+    try:
+        if args.resume is not None:
+            if args.model or args.tasks or args.suite or any(v is not None for v in scoring_flags):
+                raise WorkbenchError("--resume repeats the interrupted run's own settings; drop --model/--tasks/--suite "
+                                     "and the scoring options")
+            run = run_eval(store=store, resume=args.resume, progress=not args.no_progress, cluster=cluster,
+                           on_start=on_start)
+        else:
+            if not args.model:
+                raise WorkbenchError("--model is required (e.g. --model smollm2-135m); see `workbench models list`")
+            run = run_eval(request_from_args(args, args.model), store=store, run_id=args.run_id,
+                           progress=not args.no_progress, cluster=cluster, on_start=on_start)
+    except KeyboardInterrupt:
+        if not started:
+            raise
+        raise KeyboardInterrupt(f"run {started[0]} is kept and can be continued with "
+                                f"`workbench eval --resume {started[0]}`") from None
     if args.json:
         print(json.dumps(json_safe({"run_id": run.run_id, "metrics": run.metrics}), indent=2))
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from workbench.argtypes import path, rng_seed
 from workbench.commands import command
 from workbench.commands._common import STORE
 
@@ -48,10 +49,10 @@ def register(subparsers: Any) -> None:
                "--junit gate.xml --summary \"$GITHUB_STEP_SUMMARY\"")
     p.add_argument("--baseline", required=True, metavar="RUN", help="baseline run id")
     p.add_argument("--candidate", required=True, metavar="RUN", help="candidate run id")
-    p.add_argument("--policy", help="policy YAML: max_drop, alpha, min_items, metric, correction, per-task overrides")
-    p.add_argument("--junit", metavar="FILE", help="write a JUnit XML report here")
-    p.add_argument("--summary", metavar="FILE", help="append a Markdown summary here (e.g. $GITHUB_STEP_SUMMARY)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--policy", type=path, help="policy YAML: max_drop, alpha, min_items, metric, correction, per-task overrides")
+    p.add_argument("--junit", type=path, metavar="FILE", help="write a JUnit XML report here")
+    p.add_argument("--summary", type=path, metavar="FILE", help="append a Markdown summary here (e.g. $GITHUB_STEP_SUMMARY)")
+    p.add_argument("--seed", type=rng_seed, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--allow-config-diff", action="store_true",
                    help="gate runs scored under different settings (judge, sandbox limits)")
     p.set_defaults(func=cmd_gate)

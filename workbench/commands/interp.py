@@ -9,7 +9,7 @@ import argparse
 import sys
 from typing import Any
 
-from workbench.argtypes import int_at_least
+from workbench.argtypes import int_at_least, path
 from workbench.commands import command
 from workbench.commands._common import ARTIFACTS, CLUSTER, cluster_from_args
 from workbench.errors import WorkbenchError
@@ -108,7 +108,7 @@ def _add_tool(sub: Any, tool: Any) -> None:
         p.add_argument("--sample", help="... and this sample's doc_id")
         p.add_argument("--task", help="the sample's task, when several tasks of the run share the doc_id "
                                        "(with --samples: only this task's or group's samples)")
-        p.add_argument("--store", help=STORE_HELP)
+        p.add_argument("--store", type=path, help=STORE_HELP)
     if many:
         p.add_argument("--samples", metavar="SELECTOR",
                        help="run on many samples of --run: wrong, correct (by the task's primary metric), all, or "

@@ -27,6 +27,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name, s in specs.items():
         if not s.group:
             print(f"  {name:<24} {s.benchmark}")
+    print("\ntasks made on demand:")
+    for entry in T.TASK_KINDS.entries():
+        print(f"  {entry.name + ':PATH':<24} {entry.help}")
     print(f"\n({len(specs)} tasks in all; `workbench tasks list --json` lists every one)")
     return 0
 

@@ -26,21 +26,14 @@ from workbench.analysis.compare import (
     match_items,
     model_label,
 )
-from workbench.dashboard.text import as_text, one_line
+from workbench.analysis.text import as_text, metric_label, one_line, run_label, run_labels
 from workbench.interp import artifacts
 from workbench.store import Run, RunStore, validate_run_id
 from workbench.store.artifacts import ArtifactStore
 from workbench.store.samples import better, direction, is_correctness, metric_columns, primary_metric
 
 FLIP_STATES = ("right→wrong", "wrong→right", "changed", "same")
-ARROWS = {"higher": "↑", "lower": "↓", "zero": "→0"}
-DIRECTION_WORDS = {"higher": "higher is better", "lower": "lower is better", "zero": "closer to 0 is better"}
 Problems = list[tuple[Path, str]]
-
-
-def metric_label(metric: str, d: str) -> str:
-    """'acc ↑', 'over_refusal ↓', 'bias_ambig →0'."""
-    return f"{metric} {ARROWS.get(d, '')}".strip()
 
 
 @dataclass(frozen=True)
@@ -67,30 +60,6 @@ def recorded_directions(manifest: dict[str, Any], kind: str, scope: str) -> dict
         return (tasks.get(scope) or {}).get("directions")
     return next(((t or {}).get("directions") for t in tasks.values()
                  if isinstance(t, dict) and t.get("group") == scope and t.get("directions")), None)
-
-
-def short_spec(spec: str) -> str:
-    """A model spec for a label: a path-like target reduced to its last component."""
-    prefix, sep, target = spec.partition(":")
-    if sep and ("/" in target or "\\" in target):
-        return f"{prefix}:…/{Path(target).name}"
-    return spec
-
-
-def run_label(run: Run) -> str:
-    """'model · backend · date' for a run (its id is on hover)."""
-    model = run.manifest.get("model") or {}
-    created = str(run.manifest.get("created") or "")[:16].replace("T", " ")
-    return " · ".join(p for p in (short_spec(str(model.get("spec", "?"))), str(model.get("backend", "?")), created) if p)
-
-
-def run_labels(runs: Sequence[Run]) -> dict[str, str]:
-    """run id -> its label, made unique among `runs` by adding the id where two would read the same."""
-    labels = {r.run_id: run_label(r) for r in runs}
-    counts: dict[str, int] = {}
-    for label in labels.values():
-        counts[label] = counts.get(label, 0) + 1
-    return {rid: as_text(label if counts[label] == 1 else f"{label} · {rid}") for rid, label in labels.items()}
 
 
 def run_info(run: Run, label: str | None = None) -> dict[str, Any]:
@@ -395,4 +364,4 @@ class DashboardData:
 
 
 __all__ = ["DashboardData", "leaderboard", "filter_rows", "sample_rows", "filter_samples", "sample_detail",
-           "flip_states", "model_label", "run_label", "run_labels", "task_metrics", "metric_label", "ARROWS", "DIRECTION_WORDS"]
+           "flip_states", "model_label", "task_metrics"]

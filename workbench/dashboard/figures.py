@@ -1,7 +1,6 @@
 """Plotly figures for the dashboard's views: pure functions of arrays and tables, no Dash state."""
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,17 +8,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from workbench.dashboard.text import neutralize_bidi
+from workbench.analysis.figures import PALETTE, plot_text
 
 _MARGIN = dict(l=60, r=20, t=40, b=40)
-# One colour per run/candidate (Tableau 10: distinct, and still tellable apart in greyscale by marker offset).
-PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")
-
-
-def plot_text(s: str) -> str:
-    """Text for a plotly label: plotly reads a small HTML subset in labels, so model text is escaped (and
-    bidi controls shown, not obeyed)."""
-    return html.escape(neutralize_bidi(str(s)), quote=False)
 
 
 def token_labels(tokens: Sequence[str]) -> list[str]:
@@ -122,46 +113,6 @@ def score_plot(columns: Sequence[tuple[str, str]], rows: Sequence[dict[str, Any]
     return fig
 
 
-def forest(rows: Sequence[dict[str, Any]]) -> go.Figure:
-    """Paired deltas with their 95% CIs: one row per scope · metric, each candidate in its own colour and
-    offset within the row; filled markers are significant after correction, ◆ a group, ● a task."""
-    fig = go.Figure()
-    cats = list(dict.fromkeys(f"{r['scope']} · {r['metric']}" for r in rows))
-    cands = list(dict.fromkeys(r["candidate"] for r in rows))
-    step = 0.7 / len(cands) if len(cands) > 1 else 0.0
-    for j, cand in enumerate(cands):
-        part = [r for r in rows if r["candidate"] == cand and r["delta"] is not None]
-        if not part:
-            continue
-        color = PALETTE[j % len(PALETTE)]
-        offset = (j - (len(cands) - 1) / 2) * step
-        delta = np.array([r["delta"] for r in part], dtype=float)
-        lo = np.array([np.nan if r["ci95_low"] is None else r["ci95_low"] for r in part], dtype=float)
-        hi = np.array([np.nan if r["ci95_high"] is None else r["ci95_high"] for r in part], dtype=float)
-        symbols = [("diamond" if r["kind"] == "group" else "circle") + ("" if r["significant"] else "-open")
-                   for r in part]
-        fig.add_scatter(x=delta, y=[cats.index(f"{r['scope']} · {r['metric']}") + offset for r in part], mode="markers",
-                        name=plot_text(part[0]["candidate_label"]),
-                        marker=dict(color=color, size=10, symbol=symbols, line=dict(color=color, width=2)),
-                        error_x=dict(type="data", symmetric=False, array=hi - delta, arrayminus=delta - lo, color=color,
-                                     thickness=1.5),
-                        customdata=[[plot_text(f"{r['scope']} · {r['metric']}"), r["n"], r["p_adjusted"],
-                                     {True: "better", False: "worse"}.get(r["better"], "–"), r["ci95_low"], r["ci95_high"],
-                                     plot_text(cand)] for r in part],
-                        hovertemplate="%{customdata[6]}<br>%{customdata[0]}: Δ=%{x:+.3f} [%{customdata[4]:+.3f}, "
-                                      "%{customdata[5]:+.3f}] (%{customdata[3]})<br>n=%{customdata[1]}, "
-                                      "p_adj=%{customdata[2]:.3g}<extra></extra>")
-    fig.add_vline(x=0, line_dash="dash", line_color="#888")
-    fig.update_yaxes(tickvals=list(range(len(cats))), ticktext=[plot_text(c) for c in cats], autorange="reversed",
-                     range=None, automargin=True)
-    fig.update_layout(xaxis_title="Δ candidate − baseline (paired bootstrap 95% CI); filled = significant after "
-                                  "correction, ◆ group, ● task",
-                      height=max(300, int(34 * len(cats) * max(1.0, 0.6 * len(cands))) + 160),
-                      margin=dict(l=60, r=20, t=30, b=60), showlegend=True,
-                      legend=dict(orientation="h", y=-0.2, x=0, title=dict(text="candidate")))
-    return fig
-
-
 def target_by_layer(prob: np.ndarray, rank: np.ndarray | None, positions: Sequence[str], target: str) -> go.Figure:
     """Logit lens: the target token's probability by layer (one line per position) and, below, its rank."""
     from plotly.subplots import make_subplots
@@ -199,5 +150,5 @@ def token_color(value: float, scale: float) -> str:
 
 
 __all__ = ["heatmap", "attention_pattern", "head_score_overview", "layer_lines", "probe_accuracy",
-           "attribution_bars", "score_plot", "forest", "target_by_layer", "layer_ticks", "token_color", "token_labels", "plot_text",
+           "attribution_bars", "score_plot", "target_by_layer", "layer_ticks", "token_color", "token_labels", "plot_text",
            "PALETTE"]

@@ -11,27 +11,32 @@ import dash_ag_grid as dag
 from dash import dcc, html
 
 from workbench.analysis.compare import Comparison
+from workbench.analysis.figures import forest, paired_rows
+from workbench.analysis.stats import CORRECTIONS
+from workbench.analysis.text import (
+    ARROWS,
+    DIRECTION_WORDS,
+    as_text,
+    clip,
+    clip_lines,
+    metric_label,
+    one_line,
+    run_label,
+    run_labels,
+)
 from workbench.dashboard import figures as F
 from workbench.dashboard import views as V
 from workbench.dashboard.data import (
-    ARROWS,
-    DIRECTION_WORDS,
     DashboardData,
     filter_rows,
     filter_samples,
     leaderboard,
-    metric_label,
     run_info,
-    run_label,
-    run_labels,
     sample_detail,
     sample_rows,
 )
-from workbench.dashboard.text import as_text, clip, clip_lines, one_line
 from workbench.errors import ModelError, WorkbenchError
-from workbench.store.samples import better
 
-CORRECTIONS = ("holm", "bh", "bonferroni", "none")
 _DEFAULT_COL = {"sortable": True, "resizable": True, "filter": True, "wrapHeaderText": True, "autoHeaderHeight": True}
 _AUTO_HEIGHT = 12           # grids with at most this many rows take their rows' height (no empty box below)
 _MAX_PLOTTED = 8            # runs in the leaderboard plot when none are ticked (the first in the grid)
@@ -205,30 +210,6 @@ def leaderboard_actions(selected: Sequence[dict[str, Any]] | None) -> list:
 
 
 # ---- comparison -----------------------------------------------------------------------------------
-def _scope_name(p) -> str:
-    return f"[{p.scope.name}]" if p.scope.kind == "group" else p.scope.name
-
-
-def paired_rows(c: Comparison, alpha: float = 0.05) -> list[dict[str, Any]]:
-    """The primary-metric rows of a comparison, numbers as numbers; `better` by the metric's direction."""
-    labels = run_labels(c.runs)
-    out = []
-    for p in c.paired:
-        if not p.primary:
-            continue
-        d = c.direction(p.metric, p.scope.name if p.scope.kind == "task" else None)
-        s = p.stats
-        out.append({"candidate": p.candidate, "candidate_label": as_text(labels[p.candidate]), "scope": _scope_name(p),
-                    "kind": p.scope.kind, "metric": metric_label(p.metric, d), "direction": d, "n": s.n,
-                    "baseline_mean": _num(s.mean_a, 4), "candidate_mean": _num(s.mean_b, 4), "delta": _num(s.delta, 4),
-                    "ci95_low": _num(s.ci95_low, 4), "ci95_high": _num(s.ci95_high, 4), "p": _num(s.p_value, 6),
-                    "p_adjusted": _num(p.p_adjusted, 6), "test": getattr(s, "test", None),
-                    "significant": "yes" if p.p_adjusted == p.p_adjusted and p.p_adjusted < alpha else "",
-                    "better": better(s.delta, p.metric, {p.metric: d}) if s.delta else None,
-                    "subject": p.scope.subject is not None})
-    return out
-
-
 def paired_columns(correction: str, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Readable headers, whole values; the candidate column only when there are several candidates. (A handful
     of rows: the grid sorts but has no filter buttons, so the number headers fit.)"""
@@ -333,7 +314,7 @@ def compare_page(data: DashboardData, query: dict[str, str]) -> html.Div:
                    defaultColDef=_DEFAULT_COL,
                    style=_grid_style(len(rows), "360px"), dashGridOptions=_grid_options(len(rows), tooltipShowDelay=200),
                    **_autosize("scope", "candidate_label", "metric")),
-        html.H3(["Forest plot ", forest_toggle]), V.graph(F.forest(plotted), "cmp-forest"),
+        html.H3(["Forest plot ", forest_toggle]), V.graph(forest(plotted), "cmp-forest"),
         html.H3(f"Flipped items ({len(flips)})"), html.Div(sample_links, className="actions"),
         dag.AgGrid(id="cmp-flips", rowData=flips, columnDefs=flip_columns(flips), defaultColDef=_DEFAULT_COL,
                    style=_grid_style(len(flips), "320px"), dashGridOptions=_grid_options(len(flips), tooltipShowDelay=200),

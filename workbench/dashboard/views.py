@@ -12,8 +12,8 @@ from urllib.parse import quote
 import numpy as np
 from dash import dcc, html
 
+from workbench.analysis.text import as_text, clip, neutralize_bidi
 from workbench.dashboard import figures as F
-from workbench.dashboard.text import as_text, clip, neutralize_bidi
 from workbench.registry import Registry
 
 View = Callable[[Any], list]
@@ -72,8 +72,11 @@ def attention_view(r: Any) -> list:
         html.Div([html.Label("Head score"), dcc.RadioItems(id="attn-score", options=metrics, value=metrics[0], inline=True)],
                  className="controls"),
         graph(F.head_score_overview(r.head_scores, metrics[0]), "attn-overview"),
-        html.P("Induction heads (score above threshold): "
-               + (", ".join(f"L{int(l)}H{int(h)} ({s:.2f})" for l, h, s in r.induction_heads) or "none"),
+        html.P(f"Induction heads (score above threshold{' at every length and seed' if r.by_setting is not None else ''}): "
+               + (", ".join(f"L{int(l)}H{int(h)} ({s:.2f})" for l, h, s in r.induction_heads) or "none")
+               + ("; unstable (above at some settings only): "
+                  + ", ".join(f"L{int(l)}H{int(h)} ({m:.2f}, range {lo:.2f}–{hi:.2f})" for l, h, m, lo, hi in r.unstable_heads)
+                  if r.unstable_heads else ""),
                className="note"),
     ]
 
@@ -136,10 +139,17 @@ def patching_view(r: Any) -> list:
 def probe_view(r: Any) -> list:
     by = r.by_layer
     best = by.loc[by["layer"] == r.best_layer].iloc[0] if (by["layer"] == r.best_layer).any() else by.iloc[0]
-    return [html.P(f"dataset {r.dataset}, pooling {r.pool}; best layer {r.best_layer}: accuracy "
-                   f"{best['accuracy']:.3f} [{best['ci95_low']:.3f}, {best['ci95_high']:.3f}], control "
-                   f"{best['control_accuracy']:.3f}, selectivity {best['selectivity']:.3f}", className="note"),
-            graph(F.probe_accuracy(by), "probe-accuracy"),
+    base = r.text_baseline
+    fig = F.probe_accuracy(by)
+    if base:
+        fig.add_hline(y=base["accuracy"], line_dash="dash", line_color="#7f8c8d",
+                      annotation_text=f"text-only baseline {base['accuracy']:.3f}", annotation_position="bottom right")
+    return [html.P(f"dataset {r.dataset}, pooling {r.pool}; layer {r.best_layer} (picked on the {r.selection} split): "
+                   f"test accuracy {best['accuracy']:.3f} [{best['ci95_low']:.3f}, {best['ci95_high']:.3f}], control "
+                   f"{best['control_accuracy']:.3f}, selectivity {best['selectivity']:.3f}"
+                   + (f"; text-only bag-of-words baseline {base['accuracy']:.3f} [{base['ci95_low']:.3f}, "
+                      f"{base['ci95_high']:.3f}]" if base else ""), className="note"),
+            graph(fig, "probe-accuracy"),
             graph(F.layer_lines({"selectivity": by["selectivity"].to_numpy()}, title="Selectivity (accuracy − control)",
                                 yaxis="Δ accuracy", height=300))]
 
@@ -156,7 +166,8 @@ def highlighted_tokens(tokens: list[str], values: np.ndarray, id_: str) -> html.
 def attribution_view(r: Any) -> list:
     toks = _tokens(r)
     return [html.P(f"target {r.target!r} ({r.objective}); f(input) {r.f_input:.3f}, f(baseline) {r.f_baseline:.3f}, "
-                   f"completeness delta {r.delta:+.4f} ({r.relative_delta:.1%} of the difference)", className="note"),
+                   f"completeness delta {r.delta:+.4f} ({r.relative_delta:.1%} of the difference"
+                   + (f", {r.n_steps} steps" if r.n_steps else "") + ")", className="note"),
             html.H4("Integrated gradients"), highlighted_tokens(toks, np.asarray(r.ig), "attr-ig"),
             html.H4("Gradient × input"), highlighted_tokens(toks, np.asarray(r.grad_x_input), "attr-gxi"),
             graph(F.attribution_bars(toks, np.asarray(r.ig), "Integrated gradients per token"), "attr-bars")]

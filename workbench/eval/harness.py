@@ -16,15 +16,17 @@ import random
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from workbench import settings
+from workbench.argtypes import SEED_MAX
 from workbench.errors import StoreError, TaskError, WorkbenchError
-from workbench.store import Run, RunStore
+from workbench.store import PartialRun, Run, RunStore
 from workbench.store.provenance import git_commit, hardware, package_versions, utc_now
 from workbench.store.publish import to_jsonable
-from workbench.store.samples import directions_from_lm_eval, metric_columns
+from workbench.store.runs import MANIFEST
+from workbench.store.samples import base_metric, directions_from_lm_eval, metric_columns, ratio_parts
 
 _PACKAGES = ("torch", "transformers", "lm_eval", "datasets", "gguf", "llama_cpp", "transformer_lens", "captum",
              "numpy", "pandas", "pyarrow")
@@ -51,11 +53,21 @@ class EvalRequest:
     sandbox_memory_mb: int | None = None
 
     def __post_init__(self) -> None:
-        for name, low in (("limit", 1), ("num_fewshot", 0), ("chunk_size", 1), ("batch_size", 1)):
+        for name, low, high in (("limit", 1, None), ("num_fewshot", 0, None), ("chunk_size", 1, None),
+                                ("batch_size", 1, None), ("seed", 0, SEED_MAX)):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low
+                                      or (high is not None and value > high)):
                 flag = "--" + name.replace("_", "-")
-                raise WorkbenchError(f"{flag} must be an integer >= {low}, got {value!r}")
+                bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
+                raise WorkbenchError(f"{flag} must be an integer {bounds}, got {value!r}")
+        if not isinstance(self.model, str) or not self.model:
+            raise WorkbenchError(f"--model must be a model spec, got {self.model!r}")
+        if not isinstance(self.tasks, list) or not all(isinstance(t, str) for t in self.tasks):
+            raise WorkbenchError(f"--tasks must be a list of task names, got {self.tasks!r}")
+        for name in ("suite", "data_dir"):
+            if not isinstance(getattr(self, name), str | None):
+                raise WorkbenchError(f"--{name.replace('_', '-')} must be a string, got {getattr(self, name)!r}")
         if self.dtype not in ("float32", "bfloat16", "float16"):
             raise WorkbenchError(f"--dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
 
@@ -133,6 +145,15 @@ def plan_tasks(req: EvalRequest) -> list[tuple[Any, list[int]]]:
     return planned
 
 
+def ratio_aggregations(task) -> dict[str, str]:
+    """The task's metrics that lm-eval aggregates as a ratio of sums (perplexities, bits per byte), by
+    aggregation name; every other metric is a mean of its per-item values."""
+    from workbench.analysis.stats import RATIO_AGGREGATIONS
+
+    names = {m: getattr(fn, "__name__", "") for m, fn in (task.aggregation() or {}).items()}
+    return {m: a for m, a in names.items() if a in RATIO_AGGREGATIONS}
+
+
 def build_task(req: EvalRequest, name: str):
     """One planned task, built as every process of the run builds it (same data, few-shot seed)."""
     from workbench.eval import tasks as T
@@ -158,6 +179,7 @@ def _task_manifest(built, doc_ids: list[int], chunk_size: int, chat_template: bo
         "data": [asdict(f) for f in built.files],
         "generation_kwargs": to_jsonable(getattr(config, "generation_kwargs", None) or {}),
         "directions": directions_from_lm_eval(built.task.higher_is_better() or {}),
+        "aggregations": ratio_aggregations(built.task),
         "primary_metric": built.spec.primary_metric,
         "scoring": {k: scoring.to_dict()[k] for k in built.spec.scoring},
     }
@@ -219,6 +241,8 @@ def evaluate_chunk(lm, task, instances_by_pos: dict[int, list], positions: list[
     for ensemble in getattr(task, "_filters", []):
         ensemble.apply(insts)
 
+    aggregations = task.aggregation() or {}
+    ratios = ratio_aggregations(task)
     rows = []
     for p in positions:
         reqs = sorted(instances_by_pos[p], key=lambda x: x.idx)
@@ -240,13 +264,21 @@ def evaluate_chunk(lm, task, instances_by_pos: dict[int, list], positions: list[
             row["prediction"] = str(max(range(len(lls)), key=lls.__getitem__))
             if isinstance(target, int) and 0 <= target < len(reqs):
                 row["target_text"] = reqs[target].arguments[1]
+        elif task.OUTPUT_TYPE == "loglikelihood_rolling":
+            row["loglikelihoods"] = [float(reqs[0].resps[0])]
         else:
             row["generation"] = str(reqs[0].resps[0]) if reqs[0].resps else ""
         for fkey in reqs[0].filtered_resps:
             metrics = task.process_results(doc, [r.filtered_resps[fkey] for r in reqs])
             suffix = "" if fkey == "none" else f",{fkey}"
             for name, value in metrics.items():
-                row[f"{name}{suffix}"] = to_jsonable(value)
+                if name in ratios and isinstance(value, tuple | list) and len(value) == 2:
+                    # lm-eval's (numerator, denominator) item: its own value, and the parts for the scope's ratio
+                    num, den = ratio_parts(f"{name}{suffix}")
+                    row[f"{name}{suffix}"] = float(aggregations[name]([tuple(value)]))
+                    row[num], row[den] = float(value[0]), float(value[1])
+                else:
+                    row[f"{name}{suffix}"] = to_jsonable(value)
             if task.OUTPUT_TYPE == "generate_until":
                 pred = reqs[0].filtered_resps[fkey]
                 row[f"prediction{suffix}"] = str(pred[0] if isinstance(pred, list) and pred else pred)
@@ -255,20 +287,70 @@ def evaluate_chunk(lm, task, instances_by_pos: dict[int, list], positions: list[
 
 
 # ---- metrics ------------------------------------------------------------------------------------
-def compute_metrics(df, manifest: dict[str, Any], seed: int) -> dict[str, Any]:
-    """Per task and per group: each metric's mean, stderr and 95% bootstrap CI."""
-    from workbench.analysis.stats import mean_estimate
+def _estimate(part, metric: str, aggregation: str | None, seed: int) -> dict[str, float]:
+    """A metric's value over items: the mean, or the declared ratio of sums (perplexities); stderr, 95% CI."""
+    from workbench.analysis.stats import mean_estimate, ratio_estimate
 
+    num, den = ratio_parts(metric)
+    if aggregation and num in part.columns and den in part.columns:
+        return ratio_estimate(part[num], part[den], aggregation, seed=seed).to_dict()
+    return mean_estimate(part[metric], seed=seed).to_dict()
+
+
+def compute_metrics(df, manifest: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Per task and per group: each metric's value (a mean, or lm-eval's weighted ratio where the task
+    declares one), stderr and 95% bootstrap CI."""
+    tasks = manifest["tasks"]
     out: dict[str, Any] = {"tasks": {}, "groups": {}}
     for name, part in df.groupby("task", sort=False):
-        out["tasks"][name] = {m: mean_estimate(part[m], seed=seed).to_dict()
+        aggs = (tasks.get(name) or {}).get("aggregations") or {}
+        out["tasks"][name] = {m: _estimate(part, m, aggs.get(base_metric(m)), seed)
                               for m in metric_columns(part) if part[m].notna().any()}
-    for group in sorted({t.get("group") for t in manifest["tasks"].values() if t.get("group")}):
+    for group in sorted({t.get("group") for t in tasks.values() if t.get("group")}):
         part = df[df["group"] == group]
+        aggs = {k: v for t in tasks.values() if t.get("group") == group for k, v in (t.get("aggregations") or {}).items()}
         # Pooled over items (lm-eval's weight_by_size for the MMLU group).
-        out["groups"][group] = {m: mean_estimate(part[m], seed=seed).to_dict()
+        out["groups"][group] = {m: _estimate(part, m, aggs.get(base_metric(m)), seed)
                                 for m in metric_columns(part) if part[m].notna().any()}
     return out
+
+
+def _resume_plan(partial: PartialRun) -> tuple[EvalRequest, settings.Scoring]:
+    """An interrupted run's request and scoring settings; StoreError naming its manifest if it is not in the
+    shape a run writes (damaged or edited), before any work."""
+    m = partial.manifest
+    damaged = f"cannot resume {partial.run_id}: {partial.path / MANIFEST} is damaged"
+    request = m["request"]
+    unknown = sorted(str(k) for k in request if k not in {f.name for f in fields(EvalRequest)})
+    if unknown:
+        raise StoreError(f"{damaged}: its request has unknown field(s) {', '.join(unknown)}")
+    if "model" not in request:
+        raise StoreError(f"{damaged}: its request names no model")
+    try:
+        req = EvalRequest(**request)
+        scoring = settings.Scoring.from_dict(m.get("scoring") or {})
+    except (ValueError, WorkbenchError) as exc:
+        raise StoreError(f"{damaged}: {exc}") from None
+    if not isinstance(m.get("model"), dict) or not isinstance(m["model"].get("sha256"), str):
+        raise StoreError(f"{damaged}: no model sha256")
+    for name, rec in m["tasks"].items():
+        if not (isinstance(rec, dict) and isinstance(rec.get("doc_ids"), list) and isinstance(rec.get("n_chunks"), int)
+                and all(isinstance(i, int) and not isinstance(i, bool) for i in rec["doc_ids"])
+                and rec["n_chunks"] == -(-len(rec["doc_ids"]) // req.chunk_size)
+                and isinstance(rec.get("data"), list) and isinstance(rec.get("prompt_hash"), str)):
+            raise StoreError(f"{damaged}: task {name!r} has no valid plan (doc_ids, n_chunks, data, prompt_hash)")
+    return req, scoring
+
+
+def _check_journal(partial: PartialRun, done: dict[tuple[str, int], list[dict[str, Any]]],
+                   doc_plan: dict[str, list[int]], chunk_size: int) -> None:
+    """StoreError if a journalled chunk does not hold exactly its planned docs (a damaged or edited journal
+    would otherwise give a run with missing or foreign samples that looks whole)."""
+    for (task, k), rows in done.items():
+        planned = doc_plan.get(task, [])[k * chunk_size:(k + 1) * chunk_size] if k >= 0 else []
+        if [r.get("doc_id") for r in rows] != planned:
+            raise StoreError(f"cannot resume {partial.run_id}: {partial.journal_path} holds chunk {k} of {task} with "
+                             "other docs than its plan; the journal is damaged")
 
 
 def _check_scoring(scoring: settings.Scoring) -> None:
@@ -402,26 +484,41 @@ def run_eval(
 
     _quiet_lm_eval()
     t0, cpu0 = time.time(), time.process_time()
-    if resume:
+    if resume is not None:
         partial = store.open_partial(resume)
-        req = EvalRequest(**partial.manifest["request"])
+        req, scoring = _resume_plan(partial)
     elif req is None:
         raise WorkbenchError("nothing to run")
-    parse_spec(req.model)  # fail fast on an unknown spec, before any data work
-    scoring = settings.Scoring.from_dict(partial.manifest.get("scoring") or {}) if resume else req.scoring()
-    _check_scoring(scoring)
-    planned = plan_tasks(req)
+    else:
+        scoring = req.scoring()
+    try:
+        parse_spec(req.model)  # fail fast on an unknown spec, before any data work
+        _check_scoring(scoring)
+        planned = plan_tasks(req)
+    except WorkbenchError as exc:
+        if resume is None:
+            raise
+        raise type(exc)(f"cannot resume {resume}: {exc}") from None
 
-    if resume:
+    if resume is not None:
         recorded = partial.manifest["tasks"]
         for built, _ in planned:
             rec = recorded.get(built.spec.name)
             if rec is None or [asdict(f) for f in built.files] != rec["data"] or rec["prompt_hash"] != built.prompt_hash:
                 raise StoreError(f"cannot resume {resume}: task {built.spec.name}'s data or prompt changed since it started")
+            if any(not 0 <= i < len(built.task.eval_docs) for i in rec["doc_ids"]):
+                raise StoreError(f"cannot resume {resume}: its manifest names docs of {built.spec.name} that do not exist")
+        if set(recorded) != {built.spec.name for built, _ in planned}:
+            raise StoreError(f"cannot resume {resume}: its manifest's tasks do not match its request")
         doc_plan = {name: rec["doc_ids"] for name, rec in recorded.items()}
     else:
         doc_plan = {built.spec.name: ids for built, ids in planned}
 
+    if resume is None:  # a store that cannot be written, or a taken run id, fails before the model loads
+        if run_id is not None:
+            store.check_new(run_id)
+        else:
+            store.ensure_root()
     if cluster is not None:
         from workbench.eval.distributed import RayExecutor
 
@@ -431,7 +528,7 @@ def run_eval(
     try:
         described = executor.start(req, doc_plan, scoring.to_dict())
         info = described[0]
-        if not resume:
+        if resume is None:
             manifest = {
                 "created": utc_now(),
                 "request": asdict(req),
@@ -448,7 +545,7 @@ def run_eval(
                 "git_commit": git_commit(),
                 "hardware": hardware(),
             }
-            partial = store.create(run_id or new_run_id(req.model), manifest)
+            partial = store.create(new_run_id(req.model) if run_id is None else run_id, manifest)
         elif info["model"]["sha256"] != partial.manifest["model"]["sha256"]:
             raise StoreError(f"cannot resume {resume}: the model's weights changed since it started")
         if on_start:
@@ -458,6 +555,7 @@ def run_eval(
         partial.manifest.setdefault("execution", []).append(session)
         partial.save_manifest()
         done = partial.finished_chunks()
+        _check_journal(partial, done, doc_plan, req.chunk_size)
         timings = partial.manifest.setdefault("timings", {"tasks": {}})
         timings.setdefault("model_load_s", []).extend(d["load_s"] for d in described)
         todo = [c for c in plan_chunks(doc_plan, req.chunk_size) if (c.task, c.index) not in done]

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -20,7 +21,8 @@ import yaml
 
 from workbench import settings
 from workbench.errors import TaskError
-from workbench.eval.data import Benchmark, FileRecord, benchmarks, load_dataset
+from workbench.eval.data import Benchmark, FileRecord, benchmarks, corpus_benchmark, load_dataset
+from workbench.registry import Registry
 
 # Config keys that decide what the model sees and how it is scored: their hash is the
 # "prompt-template hash" a run manifest records, so two runs with equal hashes saw equal prompts.
@@ -42,6 +44,7 @@ class TaskSpec:
     chat_template: bool = False  # prompts rendered with the model's chat template, few-shot as turns
     primary_metric: str | None = None  # the headline metric, when lm-eval's usual order would pick wrong
     scoring: tuple[str, ...] = ()     # the scoring settings (settings.Scoring fields) its metrics depend on
+    bench: Benchmark | None = None    # the data of a task made on demand (`perplexity:PATH`), not declared
 
 
 @dataclass
@@ -68,18 +71,20 @@ def _registry(root: str) -> tuple[dict[str, TaskSpec], dict[str, list[str]]]:
     groups: dict[str, list[str]] = {}
     for bench in benchmarks().values():
         for decl in bench.tasks:
-            subsets = [decl["subset"]] if "subset" in decl else (list(bench.subsets) or [None])
+            subsets = [decl["subset"]] if "subset" in decl else list(decl.get("subsets") or bench.subsets) or [None]
             if "{subset}" not in decl["name"]:
                 subsets = subsets[:1]
             for subset in subsets:
                 name = decl["name"].format(subset=subset or "")
+                if name in specs:
+                    raise TaskError(f"{bench.source}: task {name} is declared twice")
                 if "lm_eval" in decl:
                     path = f"lm_eval:{decl['lm_eval'].format(subset=subset or '')}"
                 else:
                     path = str(Path(root) / "tasks" / decl["config"].format(subset=subset or ""))
                 extra = {k: v for k, v in decl.items()
-                         if k not in ("name", "group", "lm_eval", "config", "subset", "chat_template", "primary_metric",
-                                      "scoring")}
+                         if k not in ("name", "group", "lm_eval", "config", "subset", "subsets", "chat_template",
+                                      "primary_metric", "scoring")}
                 specs[name] = TaskSpec(name, bench.name, subset, path, decl.get("group"), tuple(sorted(extra.items())),
                                        bool(decl.get("chat_template", False)), decl.get("primary_metric"),
                                        tuple(decl.get("scoring") or ()))
@@ -96,15 +101,33 @@ def groups() -> dict[str, list[str]]:
     return _registry(str(settings.benchmarks_dir()))[1]
 
 
+# Tasks named `<kind>:<argument>` are made on demand, e.g. `perplexity:PATH` over the user's own text.
+TASK_KINDS: Registry[Callable[[str], TaskSpec]] = Registry("task kind", error=TaskError)
+
+
+@TASK_KINDS.register("perplexity")
+def perplexity_task(path: str) -> TaskSpec:
+    """Perplexity of a text or JSONL file, or of every file in a folder (lm-eval's `wikitext` scoring)."""
+    if not path:
+        raise TaskError("perplexity: needs a path, e.g. --tasks perplexity:notes.txt")
+    bench = corpus_benchmark(path)
+    return TaskSpec(f"perplexity:{Path(bench.mirror_dir) / bench.splits['test']}", bench.name, None,
+                    str(settings.benchmarks_dir() / "tasks" / "perplexity.yaml"), primary_metric="bits_per_byte",
+                    bench=bench)
+
+
 def resolve(names: list[str]) -> list[TaskSpec]:
     """Expand group names and check every name; unknown names raise TaskError with suggestions."""
     specs, grp = registry(), groups()
     out: list[TaskSpec] = []
     for name in names:
+        kind, colon, arg = name.partition(":")
         if name in grp:
             out.extend(specs[n] for n in grp[name])
         elif name in specs:
             out.append(specs[name])
+        elif colon and kind in TASK_KINDS:
+            out.append(TASK_KINDS.get(kind)(arg))
         else:
             close = difflib.get_close_matches(name, list(grp) + list(specs), n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else "; see `workbench tasks list`"
@@ -166,7 +189,7 @@ def build(
     """Build the lm-eval ConfigurableTask for a spec on mirror data (lm-eval's few-shot rules apply)."""
     from lm_eval.api.task import ConfigurableTask
 
-    bench: Benchmark = benchmarks()[spec.benchmark]
+    bench: Benchmark = spec.bench or benchmarks()[spec.benchmark]
     dataset, files = load_dataset(bench, spec.subset, data_dir)
     cfg = _load_config(spec)
     for holder in (cfg, cfg.get("fewshot_config") or {}):
@@ -186,6 +209,7 @@ def build(
     elif task.get_config("num_fewshot") is None:
         task.set_config(key="num_fewshot", value=0)
     task.set_fewshot_seed(seed=fewshot_seed)
+    _check_fewshot_pool(spec, task, asked=num_fewshot is not None)
     return BuiltTask(
         spec=spec,
         task=task,
@@ -194,6 +218,22 @@ def build(
         prompt_hash=prompt_hash(task.dump_config()),
         num_fewshot=int(task.get_config("num_fewshot") or 0),
     )
+
+
+def _check_fewshot_pool(spec: TaskSpec, task: Any, asked: bool) -> None:
+    """TaskError, before any work, when a task wants more few-shot examples than its few-shot source holds."""
+    shots = int(task.get_config("num_fewshot") or 0)
+    if not shots:
+        return
+    sampler = getattr(task, "sampler", None)
+    pool = len(sampler.fewshot_docs()) if sampler is not None else 0
+    split = task.fewshot_cfg.split
+    if split == task.config.test_split:  # as lm-eval: a doc is never its own example, so one fewer to draw from
+        pool -= 1
+    if shots > pool:
+        source = f"in its {split} split" if split else "for it"
+        why = f"--num-fewshot {shots} asked" if asked else f"its config asks for {shots} few-shot examples"
+        raise TaskError(f"task {spec.name}: {why}, but only {max(pool, 0)} few-shot example(s) exist {source}")
 
 
 # ---- suites -------------------------------------------------------------------------------------

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import types
+import typing
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,17 +118,44 @@ def load(artifact_id: str, root: str | os.PathLike | None = None) -> Any:
     """The typed result stored as `artifact_id` (e.g. an AttentionResult)."""
     store = ArtifactStore(root)
     manifest = store.read_manifest(artifact_id)
-    cls = KINDS.get(manifest["kind"])
+    try:
+        cls = KINDS.get(manifest["kind"])
+    except ArtifactError as exc:
+        raise ArtifactError(f"artifact {artifact_id}: {exc}") from None
     arrays, tables = store.load_files(artifact_id, manifest)
     values: dict[str, Any] = {**dict(manifest.get("data") or {}), **arrays, **tables}
     meta_fields = {f.name for f in dataclasses.fields(Meta)}
     try:
         meta = Meta(**{k: v for k, v in manifest.items() if k in meta_fields and k != "path"},
                     path=store.path(artifact_id))
+        hints = typing.get_type_hints(cls)
         names = {f.name for f in dataclasses.fields(cls)}
+        wrong = sorted(k for k, v in values.items() if k in names and not _fits(v, hints.get(k, Any)))
+        if wrong:
+            raise TypeError(f"wrong type of {', '.join(wrong)}")
         return cls(meta=meta, **{k: v for k, v in values.items() if k in names})
     except (TypeError, WorkbenchError) as exc:
         raise ArtifactError(f"artifact {artifact_id} does not fit its kind {manifest['kind']!r}: {exc}") from None
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a stored value has the type a result field declares (JSON numbers: an int fits a float)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any or isinstance(hint, TypeVar):
+        return True
+    if origin in (types.UnionType, typing.Union):
+        return any(_fits(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is list:
+        return isinstance(value, list) and (not args or all(_fits(v, args[0]) for v in value))
+    if origin is dict:
+        return isinstance(value, dict) and (len(args) < 2 or all(_fits(v, args[1]) for v in value.values()))
+    return isinstance(value, hint) if isinstance(hint, type) else True
 
 
 def list_artifacts(root: str | os.PathLike | None = None) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ import torch
 
 from workbench.interp.artifacts import Meta, make_meta, register_kind
 from workbench.interp.errors import InterpError
-from workbench.interp.hooks import HookedModel, resid_name
+from workbench.interp.hooks import HookedModel, act_name, resid_name
 from workbench.interp.tools import Tool, arg, register_tool
 
 
@@ -98,7 +98,7 @@ def variant_of(model: HookedModel, name: str) -> HookedModel:
 
 
 @torch.no_grad()
-def compare(reference: HookedModel, variant: HookedModel, prompts: Sequence[str] = DEFAULT_PROMPTS,
+def run(reference: HookedModel, variant: HookedModel, prompts: Sequence[str] = DEFAULT_PROMPTS,
             source: dict[str, Any] | None = None) -> DriftResult:
     if reference.n_layers != variant.n_layers:
         raise InterpError(f"{reference.spec} has {reference.n_layers} layers, {variant.spec} {variant.n_layers}")
@@ -119,7 +119,7 @@ def compare(reference: HookedModel, variant: HookedModel, prompts: Sequence[str]
         agree.append(la[0].argmax(-1) == lb[0].argmax(-1))
         dmax = max(dmax, float((la - lb).abs().max()))
     c, r, g = torch.cat(cos, dim=1), torch.cat(rel, dim=1), torch.cat(agree)
-    meta = make_meta("drift", reference, prompts, [], {"site": "blocks.{l}.hook_resid_post", "variant": variant.spec}, source)
+    meta = make_meta("drift", reference, prompts, [], {"site": act_name("resid_post", "{l}"), "variant": variant.spec}, source)
     meta.tokens = [reference.token_strings(t) for t in toks]
     return DriftResult(meta=meta, reference=reference.spec, variant=variant.spec,
                        cosine=c.mean(1).numpy().astype(np.float32), cosine_min=c.min(1).values.numpy().astype(np.float32),
@@ -137,7 +137,7 @@ def _from_cli(a: Any, p: Any, model: HookedModel) -> dict[str, Any]:
 
 
 TOOL = register_tool(Tool(
-    name="drift", run=compare, prompt="many",
+    name="drift", run=run, prompt="many",
     help="per-layer cosine similarity and relative error of residual streams between a model and a variant (a "
          "named transform or another spec) on the same prompts",
     args=(arg("--variant", help="named variant of the reference: int8-dynamic, int8-dynamic-per-channel, bf16-weights"),

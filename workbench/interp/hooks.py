@@ -241,8 +241,17 @@ def _layer_of(name: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def act_name(name: str, layer: int | str | None = None) -> str:
+    """The TransformerLens hook name of an activation (`act_name("resid_pre", 3)` -> `blocks.3.hook_resid_pre`;
+    `layer="{l}"` gives the pattern recorded in artifact manifests). TransformerLens' own helper, so every
+    activation has the one name the TransformerLens docs give it."""
+    from transformer_lens.utilities import get_act_name
+
+    return get_act_name(name, layer)
+
+
 def resid_name(layer: int, where: str = "pre") -> str:
-    return f"blocks.{layer}.hook_resid_{where}"
+    return act_name(f"resid_{where}", layer)
 
 
 def load_hooked(spec: str, *, dtype: str = "float32", transform: Callable[[Any], Any] | None = None) -> HookedModel:
@@ -250,18 +259,10 @@ def load_hooked(spec: str, *, dtype: str = "float32", transform: Callable[[Any],
 
     `transform` maps the loaded HF model to a variant (e.g. a quantized copy) before the bridge wraps it.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from workbench.eval.models.hf import _dtype, set_threads
+    from workbench.eval.models.hf import load_checkpoint
 
     ref = resolve(spec)
-    set_threads()
-    try:
-        tok = AutoTokenizer.from_pretrained(str(ref.checkpoint))
-        hf = AutoModelForCausalLM.from_pretrained(str(ref.checkpoint), dtype=_dtype(dtype),
-                                                  attn_implementation="eager").eval()
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot load checkpoint {ref.checkpoint}: {str(exc).splitlines()[0]}") from None
+    hf, tok = load_checkpoint(ref.checkpoint, dtype, device="cpu", attn_implementation="eager")  # the bridge runs on CPU
     if transform is not None:
         hf = transform(hf)
     return HookedModel(hf, tok, ref)

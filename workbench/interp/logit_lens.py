@@ -15,7 +15,8 @@ import torch
 
 from workbench.argtypes import int_at_least, ints
 from workbench.interp.artifacts import Meta, make_meta, register_kind
-from workbench.interp.hooks import HookedModel, resid_name
+from workbench.interp.errors import InterpError
+from workbench.interp.hooks import HookedModel, act_name, resid_name
 from workbench.interp.tools import Tool, arg, register_tool, single_token_or_none
 
 
@@ -49,11 +50,17 @@ def layer_logits(model: HookedModel, tokens: torch.Tensor, positions: list[int])
     return model.unembed(resid).float()
 
 
-def lens(model: HookedModel, prompt: str, *, k: int = 10, positions: list[int] | None = None,
+def run(model: HookedModel, prompt: str, *, k: int = 10, positions: list[int] | None = None,
          target: str | None = None, source: dict[str, Any] | None = None) -> LogitLensResult:
     """Top-`k` tokens per layer at `positions` (default: the last), and the target token's rank/prob."""
     tokens = model.tokenize(prompt)
     n = tokens.shape[-1]
+    bad = [p for p in positions or [] if not -n <= p < n]
+    if bad:
+        raise InterpError(f"position(s) {', '.join(map(str, bad))} out of range: the prompt has {n} tokens "
+                          f"(positions 0..{n - 1}, or -{n}..-1 counting from the end)")
+    if not 1 <= k <= model.vocab_size:
+        raise InterpError(f"-k {k} is out of range: the vocabulary of {model.spec} has {model.vocab_size} tokens")
     positions = [n - 1] if positions is None else [p % n for p in positions]
     target_id = model.single_token(target) if target is not None else None
     logits = layer_logits(model, tokens, positions)
@@ -72,20 +79,21 @@ def lens(model: HookedModel, prompt: str, *, k: int = 10, positions: list[int] |
         t_prob = probs[..., target_id].numpy().astype(np.float32)
         t_rank = (logits > logits[..., target_id:target_id + 1]).sum(-1).numpy().astype(np.int64)
     meta = make_meta("logit_lens", model, [prompt], tokens,
-                     {"k": k, "positions": positions, "target": target, "site": "blocks.{l}.hook_resid_post",
+                     {"k": k, "positions": positions, "target": target, "site": act_name("resid_post", "{l}"),
                       "norm": "model final norm + unembed, recomputed"}, source)
     return LogitLensResult(meta=meta, positions=positions, top=pd.DataFrame(rows), target=target,
                            target_id=target_id, target_prob=t_prob, target_rank=t_rank)
 
 
 TOOL = register_tool(Tool(
-    name="logit_lens", run=lens,
+    name="logit_lens", run=run,
     help="per-layer top-k next tokens: each layer's residual stream through the model's own final norm and "
          "unembedding; with --target, that token's probability and rank by layer",
     args=(arg("-k", type=int_at_least(1), default=10, help="tokens kept per layer and position (default 10)"),
           arg("--positions", type=ints, help="positions (default: last; negative counts from the end)"),
           arg("--target", help="also track this token's probability and rank (default: a sample's one-token gold)")),
     from_cli=lambda a, p, m: dict(prompt=p.text, k=a.k, positions=a.positions,
-                                  target=a.target or single_token_or_none(m, p.sample and p.sample.target_text)),
+                                  target=a.target if a.target is not None
+                                  else single_token_or_none(m, p.sample and p.sample.target_text)),
     from_sample=lambda s, m: dict(prompt=s.prompt, k=10, target=single_token_or_none(m, s.target_text)),
 ))

@@ -20,7 +20,7 @@ import torch
 from workbench.argtypes import csv, int_at_least
 from workbench.interp.artifacts import Meta, make_meta, register_kind
 from workbench.interp.errors import InterpError
-from workbench.interp.hooks import HookedModel
+from workbench.interp.hooks import HookedModel, act_name
 from workbench.interp.tools import Tool, arg, register_tool
 
 
@@ -58,11 +58,11 @@ class Family:
     """A grid of patch sites: one hook per layer, split by position, by head, or whole."""
 
     name: str
-    hook: str            # format string with {layer}
+    act: str             # TransformerLens activation name (get_act_name)
     split: str           # "position" | "head" | "whole"
 
     def hook_name(self, layer: int) -> str:
-        return self.hook.format(layer=layer)
+        return act_name(self.act, layer)
 
     def shape(self, model: HookedModel, n_pos: int) -> tuple[int, ...]:
         extra = {"position": (n_pos,), "head": (model.n_heads,), "whole": ()}[self.split]
@@ -91,10 +91,10 @@ class Family:
 
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
-    Family("resid_pre", "blocks.{layer}.hook_resid_pre", "position"),
-    Family("attn_out", "blocks.{layer}.hook_attn_out", "whole"),
-    Family("mlp_out", "blocks.{layer}.hook_mlp_out", "whole"),
-    Family("head", "blocks.{layer}.attn.hook_z", "head"),
+    Family("resid_pre", "resid_pre", "position"),
+    Family("attn_out", "attn_out", "whole"),
+    Family("mlp_out", "mlp_out", "whole"),
+    Family("head", "z", "head"),
 )}
 
 
@@ -221,7 +221,7 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def patch(model: HookedModel, clean_prompt: str, corrupt_prompt: str, *, answer: str, wrong: str | None = None,
+def run(model: HookedModel, clean_prompt: str, corrupt_prompt: str, *, answer: str, wrong: str | None = None,
           metric: str = "logit_diff", families: Sequence[str] = ("resid_pre", "attn_out", "mlp_out", "head"),
           batch_size: int = 32, atp: bool = True, source: dict[str, Any] | None = None) -> PatchingResult:
     """Exact patching sweeps over `families` (batched), plus AtP and its correlation with exact."""
@@ -268,7 +268,7 @@ def _from_cli(a: Any, p: Any, model: Any) -> dict[str, Any]:
 
 
 TOOL = register_tool(Tool(
-    name="patching", run=patch, aliases=("patch",),
+    name="patching", run=run, aliases=("patch",),
     help="activation patching clean -> corrupted (residual stream by layer x position, attention and MLP outputs "
          "by layer, heads), plus attribution patching and its correlation with exact patching",
     args=(arg("--corrupt", required=True, help="corrupted prompt (same token length as the clean one)"),

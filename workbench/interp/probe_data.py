@@ -7,6 +7,7 @@ with binary labels and a group id (items in one group stay on one side of the tr
 from __future__ import annotations
 
 import csv
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from workbench import settings
 from workbench.errors import DataError
 from workbench.interp.errors import InterpError
 from workbench.registry import Registry
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -43,17 +46,43 @@ def probes_dir() -> Path:
     return settings.probes_dir()
 
 
-def available() -> dict[str, dict[str, Any]]:
+def declarations() -> dict[str, Path]:
+    """Probe dataset name -> its declaration file."""
+    return {p.stem: p for p in sorted(probes_dir().glob("*.yaml"))}
+
+
+def read_declaration(path: Path) -> dict[str, Any]:
+    """One probes/<name>.yaml; DataError naming the file if it is unreadable or not a YAML mapping."""
     import yaml
 
-    return {p.stem: yaml.safe_load(p.read_text()) for p in sorted(probes_dir().glob("*.yaml"))}
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise DataError(f"probe declaration {path} cannot be read: {str(exc).splitlines()[0]}") from None
+    if not isinstance(spec, dict):
+        raise DataError(f"probe declaration {path} is not a YAML mapping")
+    return spec
+
+
+def available() -> dict[str, dict[str, Any]]:
+    """Every readable probe declaration by name (an unreadable one is skipped with a warning)."""
+    out = {}
+    for name, path in declarations().items():
+        try:
+            out[name] = read_declaration(path)
+        except DataError as exc:
+            log.warning("skipping %s", exc)
+    return out
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
     if not path.is_file():
         raise DataError(f"probe data file not found: {path}")
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        return list(csv.DictReader(fh))
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            return list(csv.DictReader(fh, strict=True))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"probe data file {path} cannot be read: {exc}") from None
 
 
 def _sample(n: int, limit: int | None, rng: np.random.Generator) -> np.ndarray:
@@ -119,15 +148,20 @@ def _synthetic(spec: dict[str, Any], data: Path) -> tuple[list[str], list[int], 
 
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> ProbeDataset:
     """Build the dataset declared in probes/<name>.yaml."""
-    decls = available()
+    decls = declarations()
     if name not in decls:
         raise InterpError(f"unknown probe dataset {name!r}: declared in {probes_dir()}: {', '.join(decls) or 'none'}")
-    spec = decls[name]
+    spec = read_declaration(decls[name])
     try:
         builder = BUILDERS.get(str(spec.get("builder")))
     except InterpError as exc:
         raise InterpError(f"probe {name}: {exc}") from None
-    texts, labels, groups = builder(spec, settings.data_dir(data_dir))
+    try:
+        texts, labels, groups = builder(spec, settings.data_dir(data_dir))
+    except KeyError as exc:
+        raise DataError(f"probe {name}: {decls[name]} lacks {exc.args[0]!r}") from None
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise DataError(f"probe {name}: {decls[name]} has a value of the wrong kind ({exc})") from None
     if len(set(labels)) != 2:
         raise DataError(f"probe {name} needs both labels; got {sorted(set(labels))}")
     return ProbeDataset(name, texts, np.asarray(labels, dtype=np.int64), np.asarray(groups, dtype=np.int64), spec)

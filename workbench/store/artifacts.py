@@ -43,6 +43,14 @@ ARRAYS_FILE = "arrays.safetensors"
 MANIFEST = "manifest.json"
 
 
+# The manifest fields readers rely on, and their JSON types (a field may be absent in older artifacts).
+# `created` and `source` are only shown, and shown whatever their type, so an odd one is no reason to refuse.
+_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "id": str, "model": dict, "prompts": list, "tokens": list, "params": dict, "versions": dict, "data": dict,
+    "arrays": dict, "tables": list, "files": list, "sha256": dict,
+}
+
+
 class ArtifactError(StoreError):
     """Unknown, invalid, damaged or unloadable artifact."""
 
@@ -101,6 +109,14 @@ class ArtifactStore:
             raise ArtifactError(str(exc)) from None
         if not isinstance(manifest, dict) or not isinstance(manifest.get("kind"), str):
             raise ArtifactError(f"artifact {artifact_id}: {path / MANIFEST} is not an artifact manifest (no kind)")
+        wrong = [k for k, types in _FIELDS.items() if k in manifest and not isinstance(manifest[k], types)]
+        wrong += [k for k in ("prompts", "files", "tables") if k not in wrong and k in manifest
+                  and not all(isinstance(x, str) for x in manifest[k])]
+        if wrong:
+            raise ArtifactError(f"artifact {artifact_id}: {path / MANIFEST} is not an artifact manifest "
+                                f"(wrong type of {', '.join(wrong)})")
+        if manifest.get("id") != artifact_id:
+            raise ArtifactError(f"artifact {artifact_id}: its manifest names another id ({manifest.get('id')!r})")
         return manifest
 
     def verify(self, artifact_id: str, manifest: dict[str, Any] | None = None) -> list[str]:
@@ -143,10 +159,7 @@ class ArtifactStore:
             if path.name.startswith("."):
                 continue
             try:
-                m = self.read_manifest(path.name)
-                if m.get("id") != path.name:
-                    raise ArtifactError(f"artifact {path.name}: its manifest names another id ({m.get('id')!r})")
-                out.append(m)
+                out.append(self.read_manifest(path.name))
             except StoreError as exc:
                 bad.append((path, str(exc)))
         return sorted(out, key=lambda m: (str(m.get("created") or ""), str(m.get("id")))), bad

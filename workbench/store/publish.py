@@ -3,7 +3,6 @@ converter, file digests, and publishing a staged directory into place with one r
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import os
@@ -13,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from workbench.errors import StoreError
+from workbench.errors import StoreError, describe_os_error
 
 PARTIAL = ".partial"
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -57,9 +56,7 @@ def disk_errors(what: str) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise StoreError(f"no space left on the device while writing {what}") from None
-        raise StoreError(f"cannot write {what}: {exc.strerror or exc}") from None
+        raise StoreError(describe_os_error(exc, what)) from None
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:

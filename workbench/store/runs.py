@@ -17,6 +17,7 @@ import json
 import logging
 import os
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,36 @@ SAMPLES, METRICS, MANIFEST, JOURNAL = "samples.parquet", "metrics.json", "manife
 def validate_run_id(run_id: str) -> str:
     """Reject ids that could escape the store (path separators, '..', empty)."""
     return validate_id(run_id, "run id")
+
+
+_ESTIMATE = ("value", "stderr", "ci95_low", "ci95_high", "n")
+
+
+def is_metrics(obj: Any) -> bool:
+    """Whether `obj` has the shape of a metrics.json: {tasks|groups: {name: {metric: {value, stderr, ...}}}}."""
+    def number(v: Any) -> bool:
+        return v is None or (isinstance(v, int | float) and not isinstance(v, bool))
+
+    def estimate(e: Any) -> bool:
+        return isinstance(e, dict) and all(k in e and number(e[k]) for k in _ESTIMATE)
+
+    if not isinstance(obj, dict):
+        return False
+    for section in (obj.get("tasks", {}), obj.get("groups", {})):
+        if not isinstance(section, dict):
+            return False
+        for per_scope in section.values():
+            if not isinstance(per_scope, dict) or not all(estimate(e) for e in per_scope.values()):
+                return False
+    return True
+
+
+def is_run_manifest(obj: Any) -> bool:
+    """Whether `obj` has the shape of a complete run's manifest.json (the fields the readers rely on)."""
+    return (isinstance(obj, dict) and isinstance(obj.get("model"), dict) and isinstance(obj.get("tasks"), dict)
+            and all(isinstance(t, dict) for t in obj["tasks"].values())
+            and isinstance(obj.get("files", {}), dict) and isinstance(obj.get("created", ""), str)
+            and isinstance(obj.get("n_samples", 0), int))
 
 
 @dataclass
@@ -91,15 +122,19 @@ class PartialRun:
     def journal_path(self) -> Path:
         return self.path / JOURNAL
 
+    def writing(self, what: str) -> AbstractContextManager[None]:
+        """disk_errors for one of the run's files, the message saying how to resume once there is room."""
+        return disk_errors(f"run {self.run_id}'s {what}; the run is kept: resume it with "
+                           f"`workbench eval --resume {self.run_id}` once there is room")
+
     def save_manifest(self) -> None:
-        with disk_errors(f"run {self.run_id}'s manifest (the run stays resumable)"):
+        with self.writing("manifest"):
             write_json_atomic(self.path / MANIFEST, self.manifest)
 
     def append_chunk(self, task: str, chunk: int, rows: list[dict[str, Any]]) -> None:
         """Append one finished chunk as a single line, then fsync: a torn line is dropped on read."""
         line = json.dumps({"task": task, "chunk": chunk, "rows": rows}, default=json_default)
-        with disk_errors(f"run {self.run_id}'s journal; resume it with `workbench eval --resume {self.run_id}` "
-                         "once there is room"), open(self.journal_path, "a", encoding="utf-8") as fh:
+        with self.writing("journal"), open(self.journal_path, "a", encoding="utf-8") as fh:
             try:
                 fh.write(line + "\n")
                 fh.flush()
@@ -142,11 +177,15 @@ class RunStore:
         self.root = settings.store_dir(root)
 
     # ---- writing -------------------------------------------------------------------------
-    def create(self, run_id: str, manifest: dict[str, Any]) -> PartialRun:
+    def check_new(self, run_id: str) -> None:
+        """StoreError unless `run_id` is a valid id not yet used in a store that can be written."""
         validate_run_id(run_id)
-        ensure_root(self.root, "run store")
+        self.ensure_root()
         if (self.root / run_id).exists() or (self.root / PARTIAL / run_id).exists():
             raise StoreError(f"run {run_id} already exists in {self.root}")
+
+    def create(self, run_id: str, manifest: dict[str, Any]) -> PartialRun:
+        self.check_new(run_id)
         path = self.root / PARTIAL / run_id
         with disk_errors(f"run {run_id} in {self.root}"):
             path.mkdir(parents=True)
@@ -156,6 +195,7 @@ class RunStore:
 
     def open_partial(self, run_id: str) -> PartialRun:
         validate_run_id(run_id)
+        self._check_root()
         if (self.root / run_id).exists():
             raise StoreError(f"run {run_id} is already complete; nothing to resume")
         path = self.root / PARTIAL / run_id
@@ -169,7 +209,7 @@ class RunStore:
 
     def publish(self, run: PartialRun, samples, metrics: dict[str, Any]) -> Run:
         """Write the final files into the partial dir, record their digests, then rename it into place."""
-        with disk_errors(f"run {run.run_id}'s results (the run stays resumable)"):
+        with run.writing("results"):
             try:
                 samples.to_parquet(run.path / SAMPLES, index=False)
                 write_json_atomic(run.path / METRICS, metrics)
@@ -181,15 +221,20 @@ class RunStore:
         run.manifest["status"] = "complete"
         run.save_manifest()
         final = self.root / run.run_id
-        with disk_errors(f"run {run.run_id}"):
+        with run.writing("directory"):
             publish_dir(run.path, final)
         (final / JOURNAL).unlink(missing_ok=True)
         return self.load(run.run_id)
 
     # ---- reading -------------------------------------------------------------------------
+    def ensure_root(self) -> None:
+        """Create the store root, or StoreError if it is a file, under a file, or not writable."""
+        ensure_root(self.root, "run store")
+
     def load(self, run_id: str) -> Run:
         """A complete run; StoreError naming the file if it is missing, corrupt or was edited."""
         validate_run_id(run_id)
+        self._check_root()
         path = self.root / run_id
         if not (path / MANIFEST).exists():
             if (self.root / PARTIAL / run_id).exists():
@@ -199,8 +244,7 @@ class RunStore:
                 )
             raise StoreError(f"no run {run_id} in {self.root}")
         manifest = read_json(path / MANIFEST, f"run {run_id}")
-        if not isinstance(manifest, dict) or not isinstance(manifest.get("model"), dict) \
-                or not isinstance(manifest.get("tasks"), dict):
+        if not is_run_manifest(manifest):
             raise StoreError(f"run {run_id}: {path / MANIFEST} is not a run manifest")
         recorded = manifest.get("files", {}).get(METRICS)
         if recorded:
@@ -208,8 +252,7 @@ class RunStore:
             if problems:
                 raise StoreError(problems[0])
         metrics = read_json(path / METRICS, f"run {run_id}")
-        if not (isinstance(metrics, dict) and isinstance(metrics.get("tasks", {}), dict)
-                and isinstance(metrics.get("groups", {}), dict)):
+        if not is_metrics(metrics):
             raise StoreError(f"run {run_id}: {path / METRICS} is not a metrics file")
         return Run(run_id, path, manifest, metrics)
 

@@ -25,8 +25,19 @@ _ZERO_PREFIXES = ("bias_",)  # signed bias scores: 0 = unbiased
 CORRECTNESS = frozenset({"acc", "acc_norm", "exact_match", "pass@1", "mc1", "acc_ambig", "acc_disambig"})
 
 
+# A metric aggregated as a ratio of sums (lm-eval's weighted_perplexity, bits_per_byte, weighted_mean) keeps
+# each item's own value in its column and the item's numerator and denominator beside it.
+PART_SEPARATOR = "|"
+
+
+def ratio_parts(metric: str) -> tuple[str, str]:
+    """The columns holding a ratio metric's per-item numerator and denominator."""
+    return f"{metric}{PART_SEPARATOR}num", f"{metric}{PART_SEPARATOR}den"
+
+
 def is_metric_column(name: str) -> bool:
-    return name not in NON_METRIC and not name.startswith("prediction,") and not name.startswith("exec_")
+    return (name not in NON_METRIC and not name.startswith("prediction,") and not name.startswith("exec_")
+            and PART_SEPARATOR not in name)
 
 
 def metric_columns(df: Any) -> list[str]:

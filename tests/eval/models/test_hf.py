@@ -80,3 +80,35 @@ def test_kept_prefix_does_not_make_scores_depend_on_call_order(tiny_model_dir):
     a1, a2 = a.loglikelihood(_requests(first), disable_tqdm=True), a.loglikelihood(_requests(second), disable_tqdm=True)
     b2, b1 = b.loglikelihood(_requests(second), disable_tqdm=True), b.loglikelihood(_requests(first), disable_tqdm=True)
     assert (a1, a2) == (b1, b2)  # exactly: a block's KV depends only on its tokens
+
+
+def _rolling(texts):
+    return [Instance(request_type="loglikelihood_rolling", doc={}, arguments=(t,), idx=i) for i, t in enumerate(texts)]
+
+
+DOCS = ["The quick brown fox jumps over the lazy dog.", "def add(a, b):\n    return a + b\n#### 42",
+        "Which organ pumps blood? The heart, the lung, the kidney and the liver are organs. " * 12, "x",
+        "Sunlight, water and air. " * 40]
+
+
+@pytest.mark.parametrize("batch_tokens, max_length", [(4096, None), (64, None), (4096, 48), (50, 17)])
+def test_rolling_loglikelihood_matches_stock_hflm(tiny_model_dir, batch_tokens, max_length):
+    """Same windows (short contexts force several per document), batched or not: lm-eval's numbers."""
+    ours = load_model(f"hf:{tiny_model_dir}", batch_tokens=batch_tokens)
+    stock = HFLM(pretrained=str(tiny_model_dir), dtype="float32", batch_size=1, device="cpu")
+    if max_length:
+        ours._max_length = stock._max_length = max_length
+    got = ours.loglikelihood_rolling(_rolling(DOCS), disable_tqdm=True)
+    ref = stock.loglikelihood_rolling(_rolling(DOCS), disable_tqdm=True)
+    assert ours._vocab_head() is not None  # the sliced vocabulary projection, not the fallback
+    for ll, ll_ref, doc in zip(got, ref, DOCS):
+        assert ll == pytest.approx(ll_ref, rel=1e-5, abs=1e-4), doc[:30]
+
+
+def test_rolling_falls_back_to_the_models_forward_when_its_head_is_unusual(tiny_model_dir):
+    ours = load_model(f"hf:{tiny_model_dir}")
+    stock = HFLM(pretrained=str(tiny_model_dir), dtype="float32", batch_size=1, device="cpu")
+    ref = stock.loglikelihood_rolling(_rolling(DOCS), disable_tqdm=True)
+    ours._head = None  # as if the check against the model's own logits had failed
+    got = ours.loglikelihood_rolling(_rolling(DOCS), disable_tqdm=True)
+    assert got == pytest.approx(ref, rel=1e-5, abs=1e-4)

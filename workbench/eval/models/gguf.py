@@ -24,9 +24,12 @@ GGUF_MAGIC = b"GGUF"
 
 def _check_magic(path: Path) -> None:
     if not path.is_file():
-        raise ModelError(f"GGUF file not found: {path}")
-    with open(path, "rb") as fh:
-        magic = fh.read(4)
+        raise ModelError(f"not a GGUF file: {path} is a directory" if path.is_dir() else f"GGUF file not found: {path}")
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise ModelError(f"cannot read GGUF file {path}: {exc.strerror or exc}") from None
     if magic != GGUF_MAGIC:
         raise ModelError(f"{path} is not a GGUF file (bad magic {magic!r}; expected b'GGUF')")
 

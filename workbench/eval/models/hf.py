@@ -274,6 +274,88 @@ class HFBackend(HFLM, WorkbenchLM):
         return scores
 
 
+    # ---- perplexity ------------------------------------------------------------------------------
+    # HFLM scores rolling windows through its loglikelihood core, a few windows at a time, with a
+    # log-softmax over the whole vocabulary at every position of the batch. This keeps lm-eval's
+    # tokenisation and windows (same functions) and batches windows by length under a token budget;
+    # the vocabulary projection runs only at scored positions, in slices, so its memory stays bounded
+    # (Gemma's 262k-token vocabulary would need 1 GiB of logits per 1k positions otherwise).
+    @torch.inference_mode()
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
+        from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
+
+        windows: list[tuple[int, list[int], list[int]]] = []  # (request, input ids, scored targets)
+        for i, req in enumerate(requests):
+            for ctx, cont in map(make_disjoint_window, get_rolling_token_windows(
+                    token_list=self.tok_encode(req.args[0]), prefix_token=self.prefix_token_id,
+                    max_seq_len=self.max_length, context_len=1)):
+                windows.append((i, (ctx + cont)[-(self.max_length + 1):][:-1], cont))
+        totals = [0.0] * len(requests)
+        order = sorted(range(len(windows)), key=lambda k: -len(windows[k][1]))
+        pbar = tqdm(total=len(windows), disable=disable_tqdm, desc="rolling", leave=False)
+        start = 0
+        while start < len(order):
+            end = start + max(1, self.batch_tokens // len(windows[order[start]][1]))
+            batch = [windows[k] for k in order[start:end]]
+            for (i, _, _), ll in zip(batch, self._score_windows(batch), strict=True):
+                totals[i] += ll
+            pbar.update(len(batch))
+            start = end
+        pbar.close()
+        for req, total in zip(requests, totals, strict=True):
+            self.cache_hook.add_partial("loglikelihood_rolling", req.args, total)
+        return totals
+
+    def _score_windows(self, batch) -> list[float]:
+        """Summed log-probability of each window's targets (inputs right-padded into one forward pass)."""
+        dev = self.model.device
+        width = max(len(ids) for _, ids, _ in batch)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        ids = torch.full((len(batch), width), pad, dtype=torch.long, device=dev)
+        mask = torch.zeros((len(batch), width), dtype=torch.long, device=dev)
+        rows, cols, targets = [], [], []
+        for j, (_, inp, cont) in enumerate(batch):
+            ids[j, : len(inp)] = torch.tensor(inp, device=dev)
+            mask[j, : len(inp)] = 1
+            rows += [j] * len(cont)
+            cols += range(len(inp) - len(cont), len(inp))  # the last len(cont) positions predict cont
+            targets += cont
+        rows_t, cols_t = torch.tensor(rows, device=dev), torch.tensor(cols, device=dev)
+        tgt = torch.tensor(targets, device=dev)
+        head = self._vocab_head()
+        if head is None:  # a model whose logits we cannot rebuild from its hidden states: its own forward
+            logits = self.model(input_ids=ids, attention_mask=mask).logits[rows_t, cols_t].float()
+            lp = logits.gather(1, tgt[:, None])[:, 0] - logits.logsumexp(-1)
+        else:
+            hidden = self.model.base_model(input_ids=ids, attention_mask=mask).last_hidden_state[rows_t, cols_t]
+            lp = torch.empty(len(targets), dtype=torch.float32, device=dev)
+            step = max(1, (64 << 20) // (4 * self.model.config.get_text_config().vocab_size))  # ~64 MiB of logits
+            for s in range(0, len(targets), step):
+                logits = head(hidden[s: s + step]).float()
+                lp[s: s + step] = logits.gather(1, tgt[s: s + step, None])[:, 0] - logits.logsumexp(-1)
+        sums = torch.zeros(len(batch), dtype=torch.float64, device=dev).index_add_(0, rows_t, lp.double())
+        return sums.tolist()
+
+    def _vocab_head(self):
+        """hidden states -> logits as the model's own forward computes them (output embedding, then
+        Gemma's final soft-capping), or None if this model's forward does something else there: checked
+        once against the model on a short input."""
+        if not hasattr(self, "_head"):
+            cfg = self.model.config.get_text_config()
+            proj, cap = self.model.get_output_embeddings(), getattr(cfg, "final_logit_softcapping", None)
+            head = (lambda h: proj(h)) if not cap else (lambda h: torch.tanh(proj(h) / cap) * cap)
+            probe = torch.tensor([[self.prefix_token_id, *self.tok_encode("The check of the head.")]],
+                                 device=self.model.device)
+            try:
+                with torch.inference_mode():
+                    want = self.model(input_ids=probe, logits_to_keep=1).logits[0, -1].float()
+                    got = head(self.model.base_model(input_ids=probe).last_hidden_state[0, -1]).float()
+                self._head = head if torch.allclose(want, got, rtol=1e-4, atol=1e-4) else None
+            except (AttributeError, TypeError, RuntimeError):  # no separate base model / output embedding
+                self._head = None
+        return self._head
+
+
 def _preamble_runs_by_length(contexts: list, min_shared: int) -> list:
     """Sorted contexts regrouped: each run that shares at least `min_shared` leading tokens, longest first,
     then every context that shares no preamble, longest first (so batches need little padding)."""
@@ -310,23 +392,25 @@ def _common_prefix_len(seqs) -> int:
     return k
 
 
-def load_checkpoint(path: Path, dtype: str = "float32", device: str | None = None):
+def load_checkpoint(path: Path, dtype: str = "float32", device: str | None = None, **model_kwargs: Any):
     """(model, tokenizer) from a local transformers directory, on `device` (default: settings.device());
     ModelError names what is wrong."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if not path.is_dir():
-        raise ModelError(f"model directory not found: {path}")
+        raise ModelError(f"not a model directory: {path} is a file" if path.exists() else f"model directory not found: {path}")
     if not (path / "config.json").is_file():
         raise ModelError(f"{path} is not a transformers checkpoint (no config.json)")
     if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
         raise ModelError(f"{path} has no weights (*.safetensors)")
     set_threads()
+    torch_dtype = _dtype(dtype)
     try:
         tok = AutoTokenizer.from_pretrained(str(path))
-        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=_dtype(dtype)).eval()
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot load checkpoint {path}: {str(exc).splitlines()[0]}") from None
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype, **model_kwargs).eval()
+    except Exception as exc:  # transformers and safetensors raise many types for a damaged checkpoint
+        first = (str(exc).splitlines() or [""])[0]
+        raise ModelError(f"cannot load checkpoint {path}: {type(exc).__name__}: {first}") from None
     device = device or settings.device()
     if device != "cpu":
         try:
