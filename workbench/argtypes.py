@@ -19,6 +19,21 @@ def ints(value: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {value!r}") from None
 
 
+def ints_at_least(low: int) -> Callable[[str], list[int]]:
+    """argparse type: comma-separated integers, each >= low, at least one."""
+
+    def parse(value: str) -> list[int]:
+        values = ints(value)
+        if not values:
+            raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {value!r}")
+        if min(values) < low:
+            raise argparse.ArgumentTypeError(f"each must be at least {low}, got {min(values)}")
+        return values
+
+    parse.__name__ = f"integers >= {low}"
+    return parse
+
+
 def int_in(low: int, high: int | None = None) -> Callable[[str], int]:
     """argparse type: an integer >= low (and <= high, if given)."""
 

@@ -95,11 +95,13 @@ def _model(spec: str, backend: str):
 def dash_env(tmp_path_factory, tiny_model_dir, fixture_mirror) -> DashEnv:
 
     from workbench.eval.harness import EvalRequest, run_eval
-    from workbench.interp import artifacts, attention, attribution, drift, logit_lens, patching, probe
+    from workbench.interp import artifacts, attention, attribution, circuit, drift, logit_lens, patching, probe, trace
+    from workbench.interp.circuit_tasks import Example, TaskData
     from workbench.interp.drift import variant_of
     from workbench.interp.hooks import load_hooked
     from workbench.interp.probe_data import ProbeDataset
     from workbench.interp.sources import from_run
+    from workbench.interp.trace import Fact
     from workbench.store import RunStore
 
     root = tmp_path_factory.mktemp("dash")
@@ -156,6 +158,14 @@ def dash_env(tmp_path_factory, tiny_model_dir, fixture_mirror) -> DashEnv:
                                          wrong=" a"), arts),
         "drift": artifacts.save(drift.run(model, variant_of(model, "int8-dynamic"), ["The quick brown fox jumps."]), arts),
     }
+    ids["trace"] = artifacts.save(trace.run(model, [Fact(f"{XSS} The heart pumps blood", "heart", " the"),
+                                                Fact("The quick brown fox", "quick brown", " the")],
+                                         samples=2, window=1), arts)
+    pairs = (("The heart pumps blood", "The lung pumps blood"), ("The quick brown fox", "The quick brown dog"),
+             ("The fox jumps over", "The dog jumps over"))
+    tid = (model.single_token(" the"), model.single_token(" a"))
+    task = TaskData("tiny", "logit_diff", [Example(c, k, " the", " a", tid, (1.0, -1.0)) for c, k in pairs])
+    ids["circuit"] = artifacts.save(circuit.run(model, task, methods=["eap", "eap-ig"], ig_steps=2, exact_sample=6), arts)
     rng = np.random.default_rng(0)
     words = ["good", "bad", "fine", "awful", "great", "poor"]
     texts = [f"It was {words[i % 6]} and {words[(i * 5) % 6]} {rng.integers(100)}" for i in range(40)]

@@ -249,7 +249,7 @@ def test_attention_view_switches_layer_and_head(page, server_url, dash_env):
     _clean(page, "attention")
 
 
-@pytest.mark.parametrize("kind", ["patching", "probe", "attribution", "logit_lens", "drift"])
+@pytest.mark.parametrize("kind", ["patching", "probe", "attribution", "logit_lens", "drift", "trace", "circuit"])
 def test_artifact_views_render(page, server_url, dash_env, kind):
     from playwright.sync_api import expect
 

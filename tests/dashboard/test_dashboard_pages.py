@@ -294,7 +294,16 @@ def test_artifacts_page_lists_what_it_could_not_read(dash_app, dash_env):
 EXPECTED_IDS = {"attention": {"attn-layer", "attn-head", "attn-pattern", "attn-overview"},
                 "patching": {"patch-exact-resid_pre", "patch-atp-resid_pre", "patch-exact-head"},
                 "probe": {"probe-accuracy"}, "attribution": {"attr-ig", "attr-gxi", "attr-bars"},
-                "logit_lens": {"lens-table-0", "lens-target"}, "drift": {"drift-cosine", "drift-error"}}
+                "logit_lens": {"lens-table-0", "lens-target"}, "drift": {"drift-cosine", "drift-error"},
+                "trace": {"trace-fact", "trace-state", "trace-mlp", "trace-attn", "trace-avg-state", "trace-avg-mlp",
+                          "trace-avg-attn"},
+                "circuit": {"circuit-method", "circuit-k", "circuit-ks", "circuit-graph", "circuit-faithfulness"}}
+
+
+def test_every_registered_artifact_kind_has_a_view():
+    from workbench.dashboard.views import views
+
+    assert set(artifacts.kinds()) <= set(views())
 
 
 @pytest.mark.parametrize("kind", sorted(EXPECTED_IDS))
@@ -329,6 +338,16 @@ def test_every_artifact_kind_has_a_view(dash_app, dash_env, kind):
         np.testing.assert_allclose(np.stack([t.y for t in ranks], axis=1), r.target_rank + 1)
         hits = [n for n in _walk(page) if isinstance(n, html.Td) and getattr(n, "className", None) == "target"]
         assert len(hits) == int((r.top["token_id"] == r.target_id).sum()) > 0
+    if kind == "trace":
+        fig = next(n for n in _walk(page) if getattr(n, "id", None) == "trace-state").figure
+        np.testing.assert_allclose(fig.data[0].z, r.grid("state", 0).T)
+        assert "&lt;" in fig.data[0].y[0] and not any("<" in y for y in fig.data[0].y)  # model text escaped
+        avg = next(n for n in _walk(page) if getattr(n, "id", None) == "trace-avg-mlp").figure
+        np.testing.assert_allclose(avg.data[0].z, r.average("mlp").T)
+    if kind == "circuit":
+        curve = next(n for n in _walk(page) if getattr(n, "id", None) == "circuit-faithfulness").figure
+        eap = r.curve("eap")
+        np.testing.assert_allclose(curve.data[0].y, eap[eap["k"] > 0]["faithfulness"])
 
 
 def _array(v) -> np.ndarray:
@@ -357,6 +376,36 @@ def test_attention_head_switch_through_the_server(dash_app, dash_env):
     fig = resp["attn-pattern"]["figure"]
     np.testing.assert_allclose(_array(fig["data"][0]["z"]), r.patterns[1, 1], atol=1e-6)
     assert f"layer {r.layers[1]} head 1" in fig["layout"]["title"]["text"]
+
+
+def test_trace_fact_switch_through_the_server(dash_app, dash_env):
+    r = artifacts.load(dash_env.ids["trace"], dash_env.artifacts)
+    client = dash_app.server.test_client()
+    outs = [{"id": f"trace-{k}", "property": "figure"} for k in ("state", "mlp", "attn")]
+    resp = _post(client, "..trace-state.figure...trace-mlp.figure...trace-attn.figure..", outs,
+                 [{"id": "trace-fact", "property": "value", "value": 1}],
+                 [{"id": "artifact-id", "property": "data", "value": dash_env.ids["trace"]}], ["trace-fact.value"])
+    np.testing.assert_allclose(_array(resp["trace-mlp"]["figure"]["data"][0]["z"]), r.grid("mlp", 1).T, atol=1e-6)
+    assert resp["trace-state"]["figure"]["data"][0]["y"][-1] == "5: fox"  # the second fact, subject starred before
+
+
+def test_circuit_k_slider_through_the_server(dash_app, dash_env):
+    """Moving the K slider redraws the graph with the top-K edges on input->logits paths."""
+    r = artifacts.load(dash_env.ids["circuit"], dash_env.artifacts)
+    client = dash_app.server.test_client()
+    ks = [5, 10, 20, 30, 50, 75]
+    resp = _post(client, "..circuit-graph.figure...circuit-faithfulness.figure..",
+                 [{"id": "circuit-graph", "property": "figure"}, {"id": "circuit-faithfulness", "property": "figure"}],
+                 [{"id": "circuit-method", "property": "value", "value": "eap-ig"},
+                  {"id": "circuit-k", "property": "value", "value": 2}],
+                 [{"id": "circuit-ks", "property": "data", "value": ks},
+                  {"id": "artifact-id", "property": "data", "value": dash_env.ids["circuit"]}], ["circuit-k.value"])
+    fig = resp["circuit-graph"]["figure"]
+    edges = r.circuit_edges("eap-ig", 20)
+    assert f"Top 20 edges by |eap-ig| ({len(edges)} on input" in fig["layout"]["title"]["text"]
+    n_lines = sum(len([x for x in t["x"] if x is None]) for t in fig["data"] if t.get("mode") == "lines")
+    assert n_lines == len(edges)
+    assert resp["circuit-faithfulness"]["figure"]["layout"]["shapes"][-1]["x0"] == 20
 
 
 def test_routing_callback_through_the_server(dash_app):

@@ -30,3 +30,16 @@ def gemma_hooked():
     from workbench.interp.hooks import load_hooked
 
     return load_hooked("gemma3-270m")
+
+
+# Clean/corrupted pairs of equal token length for the tiny model's tokenizer; " the" and " a" are single tokens.
+TINY_PAIRS = (("The heart pumps blood", "The lung pumps blood"), ("The quick brown fox", "The quick brown dog"),
+              ("The fox jumps over", "The dog jumps over"), ("The heart pumps the", "The lung pumps the"))
+
+
+@pytest.fixture(scope="session")
+def tiny_task(tiny_hooked):
+    from workbench.interp.circuit_tasks import Example, TaskData
+
+    ids = (tiny_hooked.single_token(" the"), tiny_hooked.single_token(" a"))
+    return TaskData("tiny", "logit_diff", [Example(c, k, " the", " a", ids, (1.0, -1.0)) for c, k in TINY_PAIRS])

@@ -24,7 +24,7 @@ def _prompts(tool: Any, args: argparse.Namespace) -> Any:
         return Prompts([])
     typed = args.prompt if isinstance(args.prompt, list) else ([args.prompt] if args.prompt else [])
     if args.run or args.sample:
-        if typed and tool.prompt == "one":
+        if typed and tool.prompt != "many":
             raise WorkbenchError("give either --prompt or --run/--sample, not both")
         if not (args.run and args.sample):
             raise WorkbenchError("--run and --sample go together (a stored run id and a sample's doc_id)")

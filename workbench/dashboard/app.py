@@ -19,6 +19,7 @@ from dash import Input, Output, State, dcc, html, no_update  # noqa: E402
 
 from workbench.dashboard import figures as F  # noqa: E402
 from workbench.dashboard import pages  # noqa: E402
+from workbench.dashboard import views as V  # noqa: E402
 from workbench.dashboard.data import DashboardData  # noqa: E402
 from workbench.errors import WorkbenchError  # noqa: E402
 
@@ -96,6 +97,17 @@ def create_app(store_dir: str | os.PathLike | None = None, artifacts_dir: str | 
                   prevent_initial_call=True)
     def attention_scores(metric, artifact_id):
         return F.head_score_overview(data.artifact(artifact_id).head_scores, metric)
+
+    @app.callback(Output("trace-state", "figure"), Output("trace-mlp", "figure"), Output("trace-attn", "figure"),
+                  Input("trace-fact", "value"), State("artifact-id", "data"), prevent_initial_call=True)
+    def trace_fact(fact, artifact_id):
+        return tuple(V.trace_figures(data.artifact(artifact_id), int(fact or 0)))
+
+    @app.callback(Output("circuit-graph", "figure"), Output("circuit-faithfulness", "figure"),
+                  Input("circuit-method", "value"), Input("circuit-k", "value"), State("circuit-ks", "data"),
+                  State("artifact-id", "data"), prevent_initial_call=True)
+    def circuit_k(method, index, ks, artifact_id):
+        return V.circuit_figures(data.artifact(artifact_id), method, int(ks[int(index)]))
 
     @app.callback(Output("job-id", "data"), Output("job-poll", "disabled"), Output("job-status", "children"),
                   Input("job-create", "n_clicks"), State("job-tool", "value"), State("job-sample", "data"),

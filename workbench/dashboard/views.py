@@ -219,4 +219,88 @@ def drift_view(r: Any) -> list:
                                 yaxis="relative error"), "drift-error")]
 
 
-__all__ = ["view", "views", "provenance", "highlighted_tokens"]
+def trace_figures(r: Any, fact: int) -> list:
+    """One fact's three causal-trace heatmaps (an empty figure for a kind not traced)."""
+    import plotly.graph_objects as go
+
+    f = r.facts.iloc[fact]
+    figs = []
+    for kind in ("state", "mlp", "attn"):
+        if kind in r.kinds:
+            title = f"Restoring {F.TRACE_LABELS[kind]}" + (f" (window {r.window})" if kind != "state" else "") + \
+                f" · P({f['target']!r}) clean {f['clean_prob']:.3f}, corrupted {f['corrupt_prob']:.3f}"
+            figs.append(F.trace_heatmap(r.grid(kind, fact), _tokens(r, fact), int(f["subject_start"]),
+                                        int(f["subject_end"]), kind, title))
+        else:
+            figs.append(go.Figure().update_layout(title=f"{kind}: not traced", height=200))
+    return figs
+
+
+@view("trace")
+def trace_view(r: Any) -> list:
+    f = r.facts
+    head = (f"{len(f)} fact(s) traced" + (f" ({r.qualified} qualified of {r.tried} tried in {r.dataset})" if r.dataset else "")
+            + f"; noise {r.noise:.4f} ({r.noise_rule}, embedding sigma {r.sigma:.4f}), {r.samples} noise samples, "
+            f"window {r.window}. Mean P(target): clean {f['clean_prob'].mean():.3f}, corrupted "
+            f"{f['corrupt_prob'].mean():.3f}. Subject tokens are starred.")
+    opts = [{"label": f"{i}: {row.subject} → {row.target!r}", "value": i} for i, row in enumerate(f.itertuples())]
+    out: list = [html.P(head, className="note"),
+                 html.Div([html.Label("Fact"), dcc.Dropdown(id="trace-fact", options=opts, value=0, clearable=False)],
+                          className="controls", style={} if len(f) > 1 else {"display": "none"})]
+    out.append(html.Div([html.Div(graph(fig, f"trace-{kind}"), className="third")
+                         for kind, fig in zip(("state", "mlp", "attn"), trace_figures(r, 0))], className="row"))
+    if len(f) > 1 or r.dataset:
+        out.append(html.H4(f"Average indirect effect over {len(f)} facts, by token role"))
+        out.append(html.Div([html.Div(graph(F.role_heatmap(r.average(k), r.roles, k,
+                                                           f"Average indirect effect: {F.TRACE_LABELS[k]}"),
+                                            f"trace-avg-{k}"), className="third") for k in r.kinds], className="row"))
+        peaks = [f"{k}: {v:+.4f} at layer {l}, {role} token" for k, (l, role, v) in ((k, r.peak(k)) for k in r.kinds)]
+        out.append(html.P("Peak average effects: " + "; ".join(peaks), className="note"))
+    return out
+
+
+def _circuit_k_options(r: Any) -> list[int]:
+    n = int(r.graph["n_edges"])
+    ks = {k for k in (5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500) if k <= n}
+    ks |= {int(s["k"]) for s in r.smallest.values() if s and s["k"] <= 500}
+    return sorted(ks) or [n]
+
+
+def circuit_figures(r: Any, method: str, k: int) -> tuple[Any, Any]:
+    """(network of the top-K edges of `method` on input -> logits paths, faithfulness curve marked at K)."""
+    e = r.circuit_edges(method, k)
+    g = r.graph
+    fig = F.circuit_graph(e, method, g["n_layers"], g["n_heads"], g["n_kv"],
+                          f"Top {k} edges by |{method}| ({len(e)} on input→logits paths)")
+    return fig, F.faithfulness_curve(r.faithfulness, r.threshold, k)
+
+
+@view("circuit")
+def circuit_view(r: Any) -> list:
+    lines = [f"task {r.task} (n={r.n}), metric {r.metric}: clean {r.clean_metric:.3f}, corrupted {r.corrupt_metric:.3f}; "
+             f"{r.graph['n_edges']} edges ({r.graph['n_layers']} layers, {r.graph['n_heads']} heads, "
+             f"{r.graph['n_kv']} KV heads: an edge into k/v feeds a whole KV group)."]
+    for m in r.methods:
+        s = r.smallest.get(m)
+        c = r.rank_correlation.get(m)
+        lines.append(f"{m}: " + (f"smallest circuit reaching {r.threshold:.0%}: K={s['k']} ({s['edges_on_path']} edges on "
+                                 f"paths, faithfulness {s['faithfulness']:.3f}); heads {', '.join(s['heads']) or 'none'}"
+                                 if s else f"no K in the sweep reached {r.threshold:.0%}")
+                     + (f". Spearman with exact edge patching: {c['uniform']:.3f} on {int(c['n_uniform'])} random edges, "
+                        f"{c['all']:.3f} on {int(c['n'])} sampled" if c else ""))
+    ks = _circuit_k_options(r)
+    first = r.smallest.get(r.methods[0])
+    start = min(range(len(ks)), key=lambda i: abs(ks[i] - (first["k"] if first else 50)))
+    graph_fig, curve = circuit_figures(r, r.methods[0], ks[start])
+    return [html.Ul([html.Li(x) for x in lines], className="note"),
+            html.Div([html.Label("Scores"), dcc.RadioItems(id="circuit-method", options=r.methods, value=r.methods[0],
+                                                           inline=True),
+                      html.Label("Edges kept (K)"),
+                      dcc.Slider(id="circuit-k", min=0, max=len(ks) - 1, step=None, value=start,
+                                 marks={i: str(k) for i, k in enumerate(ks)}),
+                      dcc.Store(id="circuit-ks", data=ks)], className="controls"),
+            html.Div([html.Div(graph(graph_fig, "circuit-graph"), className="half"),
+                      html.Div(graph(curve, "circuit-faithfulness"), className="half")], className="row")]
+
+
+__all__ = ["view", "views", "provenance", "highlighted_tokens", "circuit_figures", "trace_figures"]

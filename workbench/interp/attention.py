@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from workbench.argtypes import int_at_least, ints, rng_seed
+from workbench.argtypes import int_at_least, ints, ints_at_least, rng_seed
 from workbench.interp.artifacts import Meta, make_meta, register_kind
 from workbench.interp.errors import InterpError
 from workbench.interp.hooks import HookedModel, act_name
@@ -192,7 +192,7 @@ TOOL = register_tool(Tool(
          "duplicate-token) for every head on repeated random tokens at several lengths x seeds, with their spread; "
          "induction heads are named only when above the threshold at every setting",
     args=(arg("--layers", type=ints, help="layers whose prompt patterns to keep (default: all)"),
-          arg("--seq-lens", "--seq-len", type=ints, default=list(SEQ_LENS),
+          arg("--seq-lens", "--seq-len", type=ints_at_least(2), default=list(SEQ_LENS),
               help="random tokens per half of a head-score sequence, one setting per length "
                    f"(default {','.join(map(str, SEQ_LENS))})"),
           arg("--n-seeds", type=int_at_least(1), default=N_SEEDS,

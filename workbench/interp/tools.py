@@ -61,7 +61,8 @@ class Tool:
     help: str                       # one paragraph: what it computes and stores
     from_cli: FromCli
     args: tuple[Arg, ...] = ()
-    prompt: str = "one"             # "one": --prompt or --run/--sample; "many": repeatable --prompt; "none"
+    prompt: str = "one"             # "one": --prompt or --run/--sample; "optional": the same, not required;
+                                    # "many": repeatable --prompt; "none"
     from_sample: FromSample | None = None  # None: not offered on a stored sample (dashboard, fan-out)
     aliases: tuple[str, ...] = ()   # former CLI names still accepted
 
