@@ -24,7 +24,10 @@ def stored_run(tmp_path):
 
 
 def _run(capsys, *argv) -> tuple[int, str, str]:
-    rc = main(list(argv))
+    try:
+        rc = main(list(argv))
+    except SystemExit as e:  # argparse refuses bad flags at parse time
+        rc = e.code
     out = capsys.readouterr()
     return rc, out.out, out.err
 
@@ -60,7 +63,7 @@ def test_sample_prompt_flows_into_artifact_link(tiny_model_dir, stored_run, tmp_
       "--n-steps", "2", "--max-steps", "4", "--tolerance", "1e-9"], "did not converge: completeness error"),
     (["interp", "attribute", "--model", "{tiny}", "--prompt", "The quick", "--target", " the", "--max-steps", "8"],
      "--n-steps <= --max-steps"),
-    (["interp", "attention", "--model", "{tiny}", "--prompt", "The quick", "--seq-lens", "1,8"], "lengths >= 2"),
+    (["interp", "attention", "--model", "{tiny}", "--prompt", "The quick", "--seq-lens", "1,8"], "each must be at least 2"),
 ])
 def test_bad_input_is_one_line_exit_2(argv, message, tiny_model_dir, stored_run, tmp_path, capsys):
     argv = [a.format(tiny=f"hf:{tiny_model_dir}", store=stored_run) for a in argv]
