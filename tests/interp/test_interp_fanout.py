@@ -47,6 +47,7 @@ def test_wrong_samples_of_a_task_get_one_artifact_each(tiny_model_dir, stored_ru
     arts = tmp_path / "arts"
     ids = _fan_out(capsys, tiny_model_dir, stored_run, arts, "--samples", "wrong", "--task", "toy")
     assert sorted(_linked(a, arts) for a in ids) == [("toy", "0"), ("toy", "2"), ("toy", "3")]
+    assert all(set(artifacts.load(a, arts).top["rank"]) == {0, 1, 2} for a in ids)  # the tool's own flags apply (-k 3)
     ids = _fan_out(capsys, tiny_model_dir, stored_run, arts, "--samples", "all", "--max-samples", "4")
     assert [_linked(a, arts) for a in ids] == [("toy", "0"), ("toy", "1"), ("toy", "2"), ("toy", "3")]
     ids = _fan_out(capsys, tiny_model_dir, stored_run, arts, "--samples", "1,3", "--task", "toy")
@@ -88,3 +89,4 @@ def test_fan_out_on_ray_workers_equals_local(ray_cluster, tiny_model_dir, stored
             np.testing.assert_array_equal(got.target_prob, ref.target_prob)
         assert json.dumps(got.meta.source, sort_keys=True) == json.dumps(ref.meta.source, sort_keys=True)
         pd.testing.assert_frame_equal(got.top, ref.top)
+        assert set(got.top["rank"]) == {0, 1, 2}  # -k 3 travelled to the workers

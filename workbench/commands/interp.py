@@ -59,7 +59,8 @@ def cmd_fan_out(tool: Any, args: argparse.Namespace) -> int:
         bar.update(1)
 
     try:
-        how = run_on_samples(tool, args.model, samples, save, cluster=cluster)
+        flags = argparse.Namespace(**{k: v for k, v in vars(args).items() if k != "func"})  # what travels to workers
+        how = run_on_samples(tool, args.model, samples, save, cluster=cluster, args=flags)
     finally:
         bar.close()
     if not args.quiet:

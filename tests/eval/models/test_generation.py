@@ -103,7 +103,7 @@ def _task_requests(name: str, n: int, max_gen_toks: int):
 @pytest.mark.parametrize("task", ["gsm8k", "humaneval"])
 def test_smollm2_greedy_generations_are_token_identical_to_hflm(task, smollm2_checkpoint, real_data_dir):
     torch.manual_seed(0)
-    insts = _task_requests(task, 6, 96)
+    insts = _task_requests(task, 4, 64)
     stock = HFLM(pretrained=str(smollm2_checkpoint), dtype="float32", batch_size=1, device="cpu")
     ref = stock.generate_until(insts, disable_tqdm=True)
     ours = load_model("smollm2-135m", batch_size=4)
