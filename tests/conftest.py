@@ -226,7 +226,7 @@ class RayCluster:
         for p in reversed(self.procs):  # the node first, then the head; each takes its children with it
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGTERM)
-        deadline = time.time() + 15
+        deadline = time.time() + 5
         for p in self.procs:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 p.wait(timeout=max(0.1, deadline - time.time()))
