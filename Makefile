@@ -20,7 +20,7 @@ quick: setup
 	$(VENV)/bin/workbench eval --model smollm2-135m --suite quick
 
 test: setup-test lint
-	$(VENV)/bin/python -m pytest tests -m "slow or not slow"
+	$(VENV)/bin/python -m pytest tests -m "slow or not slow" --durations=25
 
 # Style and architecture: ruff (lint + import order) and the import-linter layer contracts (pyproject.toml).
 lint: setup-test

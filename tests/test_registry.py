@@ -37,9 +37,10 @@ def test_unknown_names_suggest_close_ones():
 @pytest.mark.parametrize("module, registry, expected", [
     ("workbench.eval.models", "BACKENDS", {"gguf", "hf", "int8", "llamacpp", "openai"}),
     ("workbench.commands", "COMMANDS", {"eval", "runs", "compare", "gate", "models", "tasks", "interp", "artifacts",
-                                        "dashboard"}),
+                                        "dashboard", "contamination"}),
     ("workbench.interp.artifacts", "KINDS", {"attention", "patching", "probe", "attribution", "logit_lens", "drift"}),
     ("workbench.scoring.refusal", "JUDGES", {"keyword", "model"}),
+    ("workbench.scoring.aggregates", "AGGREGATES", {"ece", "selective_acc@0.5"}),
 ])
 def test_discovery_finds_every_module_of_the_package(module, registry, expected):
     """Adding a backend, command, artifact kind or judge is one new file: nothing lists the modules by hand."""

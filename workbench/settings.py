@@ -63,6 +63,11 @@ def artifacts_dir(override: str | os.PathLike | None = None) -> Path:
     return _path(override, "WORKBENCH_ARTIFACTS", "workbench-artifacts")
 
 
+def activations_dir(override: str | os.PathLike | None = None) -> Path:
+    """Stored activation corpora: --activations, else WORKBENCH_ACTIVATIONS, else ./workbench-activations."""
+    return _path(override, "WORKBENCH_ACTIVATIONS", "workbench-activations")
+
+
 def cache_dir() -> Path:
     """Converted model checkpoints and other derived files (WORKBENCH_CACHE, else ~/.cache/workbench)."""
     path = _path(None, "WORKBENCH_CACHE", Path.home() / ".cache" / "workbench")
@@ -83,6 +88,7 @@ def probes_dir() -> Path:
 # Help strings for the flags above, so every command says the same thing.
 STORE_HELP = "run store directory (default: $WORKBENCH_STORE, else ./workbench-runs)"
 ARTIFACTS_HELP = "artifact root (default: $WORKBENCH_ARTIFACTS, else ./workbench-artifacts)"
+ACTIVATIONS_HELP = "activation corpora (default: $WORKBENCH_ACTIVATIONS, else ./workbench-activations)"
 DATA_HELP = "benchmark mirror (default: $WORKBENCH_DATA_DIR, else ../shared/benchmark-data)"
 
 

@@ -215,6 +215,88 @@ def test_paired_compare_drops_items_missing_in_either_run():
     assert r.n == 2 and r.delta == pytest.approx(0.5)
 
 
+# ---- statistics of a set of items (aggregate metrics) --------------------------------------------
+def _mean_stat(x):
+    return np.atleast_2d(x).mean(axis=1)
+
+
+@pytest.mark.parametrize("n", [5, 9, 12])
+def test_paired_statistic_on_the_mean_is_the_exact_sign_flip_test(n):
+    """Swapping an item's two results negates its difference: for the mean, the swap test is the
+    paired sign-flip permutation test, whose exact p-value scipy enumerates for small n."""
+    rng = np.random.default_rng(n)
+    a, b = rng.normal(size=n), rng.normal(0.8, size=n)
+    res = S.paired_statistic(_mean_stat, [a], [b], n_boot=500)
+    assert res.delta == pytest.approx(b.mean() - a.mean())
+    assert res.p_value == pytest.approx(S.paired_permutation_pvalue(a, b))
+    assert res.ci95_low <= res.delta <= res.ci95_high and res.test == "permutation-swap"
+
+
+def test_paired_compare_of_one_continuous_item_has_p_one():
+    """A single pair (a scope where one item has the metric in both runs) has two sign flips of equal |mean|."""
+    r = S.paired_compare([0.2, np.nan], [0.7, 0.1])
+    assert r.n == 1 and r.test == "permutation" and r.p_value == 1.0 and r.delta == pytest.approx(0.5)
+    assert S.paired_permutation_pvalue([0.2], [0.7]) == 1.0
+
+
+def test_paired_statistic_random_permutations_agree_with_exact_and_drop_nan():
+    rng = np.random.default_rng(7)
+    a, b = rng.normal(size=40), rng.normal(0.3, size=40)
+    approx = S.paired_statistic(_mean_stat, [a], [b], n_perm=20000, n_boot=300)
+    exact = S.paired_permutation_pvalue(a, b, n_resamples=20000)
+    assert approx.p_value == pytest.approx(exact, abs=0.01)
+    a2, b2 = np.append(a, np.nan), np.append(b, 5.0)
+    assert S.paired_statistic(_mean_stat, [a2], [b2], n_boot=100).n == 40
+    same = S.paired_statistic(_mean_stat, [a], [a], n_boot=100)
+    assert same.p_value == 1.0 and same.delta == 0
+
+
+def test_statistic_estimate_of_the_mean_matches_mean_estimate():
+    x = np.random.default_rng(1).random(80)
+    e = S.statistic_estimate(_mean_stat, [x], n_boot=2000, seed=3)
+    m = S.mean_estimate(x, n_boot=2000, seed=3)
+    assert e.value == pytest.approx(m.value) and e.n == 80
+    assert e.stderr == pytest.approx(m.stderr, rel=0.15)          # bootstrap SD ~ closed form
+    assert e.ci95_low == pytest.approx(m.ci95_low, abs=0.02) and e.ci95_high == pytest.approx(m.ci95_high, abs=0.02)
+    clustered = S.statistic_estimate(_mean_stat, [x], clusters=np.repeat(np.arange(8), 10), n_boot=300)
+    assert clustered.value == pytest.approx(x.mean()) and clustered.ci95_low < x.mean() < clustered.ci95_high
+
+
+def test_bootstrap_indices_stay_within_clusters():
+    clusters = np.repeat(["a", "b", "c"], [2, 5, 1])
+    for (idx,) in S.bootstrap_indices(8, n_boot=50, seed=0, clusters=clusters):
+        drawn = clusters[idx]
+        for c in "abc":   # a cluster is drawn whole-sized: its count is a multiple of its size
+            assert (drawn == c).sum() % (clusters == c).sum() == 0
+
+
+def test_auroc_matches_sklearn():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    labels = rng.random((5, 60)) < 0.4
+    scores = np.round(rng.normal(labels * 0.7), 1)                 # with ties
+    assert S.auroc(scores, labels) == pytest.approx([roc_auc_score(l, s) for l, s in zip(labels, scores)])
+    assert np.isnan(S.auroc(np.arange(4.0), np.ones(4))[0])
+
+
+def test_two_sample_compare_matches_scipy():
+    from scipy.stats import fisher_exact, permutation_test
+
+    x, y = np.array([1, 0, 1, 1, 0, 1, 1, 1, 0, 1.0]), np.array([1, 1, 1, 1, 1, 1, 0, 1.0])
+    r = S.two_sample_compare(x, y)
+    assert r.test == "fisher-exact" and r.delta == pytest.approx(y.mean() - x.mean())
+    assert r.p_value == pytest.approx(fisher_exact([[7, 3], [7, 1]]).pvalue)
+    rng = np.random.default_rng(2)
+    u, v = rng.normal(size=15), rng.normal(1.0, size=12)
+    c = S.two_sample_compare(u, v, seed=4)
+    ref = permutation_test((v, u), lambda a, b, axis: a.mean(axis=axis) - b.mean(axis=axis),
+                           permutation_type="independent", n_resamples=9999, rng=np.random.default_rng(4))
+    assert c.test == "permutation" and c.p_value == pytest.approx(ref.pvalue)
+    assert c.ci95_low <= c.delta <= c.ci95_high
+    assert S.two_sample_compare(x, []).test == "none"
+
+
 @pytest.mark.parametrize("aggregation", ["weighted_perplexity", "bits_per_byte", "weighted_mean"])
 def test_ratio_estimate_is_lm_evals_aggregation_with_a_bootstrap_ci(aggregation):
     from lm_eval.api import metrics as M

@@ -205,6 +205,60 @@ def test_read_and_report_commands_bad_input(wb, env, argv, needles):
     wb(*_expand(argv, env)).error_line(*needles)
 
 
+SCAN = ["contamination", "--tasks", "mmlu_anatomy", "--limit", "2", "--data-dir", "{mirror}", "--store", "{tmp}/cs",
+        "--no-progress"]
+# (id, corpus file name (written by the test unless it is missing) [and more flags], substrings of the error line)
+CORPUS_CASES = [
+    ("missing", "nope", ["does not exist"]),
+    ("binary", "model.bin", ["not UTF-8 text (it contains NUL bytes)"]),
+    ("latin1", "latin1.txt", ["not UTF-8 text (invalid UTF-8"]),
+    ("empty-file", "empty.txt", ["is empty"]),
+    ("whitespace-only", "blank.txt", ["holds no words"]),
+    ("empty-document", "docs.jsonl", ["line 2: empty document"]),
+    ("jsonl-not-json", "broken.jsonl", ["line 2 is not JSON"]),
+    ("parquet-damaged", "table.parquet", ["is not a readable Parquet file"]),
+    ("empty-directory", "dir", ["holds no .jsonl, .md"]),
+    ("jsonl-no-text-field", "docs.jsonl --text-field x", ["no string field 'x'"]),
+]
+CORPORA = {"model.bin": b"\x7fELF\x00\x01\x02" * 100, "latin1.txt": "caf\xe9 cr\xe8me ".encode("latin-1") * 10,
+           "empty.txt": b"", "blank.txt": b" \n\t\n", "docs.jsonl": b'{"text": "fine words here"}\n{"text": ""}\n',
+           "broken.jsonl": b'{"text": "ok"}\n{"text": \n', "table.parquet": b"PAR1" + b"\x01" * 64 + b"PAR1"}
+
+
+@pytest.mark.parametrize("name, needles", [c[1:] for c in CORPUS_CASES], ids=[c[0] for c in CORPUS_CASES])
+def test_contamination_bad_corpus_writes_nothing(wb, env, name, needles):
+    tmp = Path(env["tmp"])
+    for file, data in CORPORA.items():
+        (tmp / file).write_bytes(data)
+    name, *flags = name.split()
+    wb(*_expand(SCAN, env), "--corpus", tmp / name, *flags).error_line(*needles)
+    results = tmp / "cs" / ".contamination"
+    assert not results.exists() or [p.name for p in results.iterdir()] in ([], [".partial"])
+
+
+SCAN_CASES = [
+    ("no-corpus", SCAN, ["--corpus"]),
+    ("corpus-empty-arg", [*SCAN, "--corpus", ""], ["argument --corpus", "empty string"]),
+    ("ngram-zero", [*SCAN, "--corpus", "{tmp}/file", "--ngram", "0"], ["argument --ngram", "at least 1"]),
+    ("min-overlap-two", [*SCAN, "--corpus", "{tmp}/file", "--min-overlap", "2"], ["argument --min-overlap"]),
+    ("mink-k-zero", [*SCAN, "--corpus", "{tmp}/file", "--mink-k", "0"], ["argument --mink-k"]),
+    ("seed-negative", [*SCAN, "--corpus", "{tmp}/file", "--seed", "-1"], ["argument --seed"]),
+    ("unknown-task", ["contamination", "--corpus", "{tmp}/file", "--tasks", "nope", "--data-dir", "{mirror}",
+                      "--store", "{tmp}/cs"], ["nope"]),
+    ("unknown-run", ["contamination", "--corpus", "{tmp}/file", "--run", "nope", "--store", "{store}"], ["no run nope"]),
+    ("labels-missing", [*SCAN, "--corpus", "{tmp}/file", "--labels", "{tmp}/nolabels.csv"], ["nolabels.csv"]),
+    ("compare-result-unknown", ["compare", "run-a", "run-b", "--store", "{store}", "--out", "{tmp}/out",
+                                "--contamination", "nope"], ["no contamination result 'nope'"]),
+    ("compare-result-empty", ["compare", "run-a", "run-b", "--contamination", ""],
+     ["argument --contamination", "empty string"]),
+]
+
+
+@pytest.mark.parametrize("argv, needles", [c[1:] for c in SCAN_CASES], ids=[c[0] for c in SCAN_CASES])
+def test_contamination_bad_arguments(wb, env, argv, needles):
+    wb(*_expand(argv, env)).error_line(*needles)
+
+
 def test_dashboard_port_in_use(wb, env):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

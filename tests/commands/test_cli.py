@@ -4,7 +4,7 @@ import shutil
 import pytest
 
 SUBCOMMANDS = [[], ["eval"], ["runs"], ["runs", "list"], ["runs", "show"], ["models"], ["models", "list"],
-               ["tasks"], ["tasks", "list"]]
+               ["tasks"], ["tasks", "list"], ["contamination"]]
 
 
 @pytest.mark.parametrize("cmd", SUBCOMMANDS, ids=lambda c: " ".join(c) or "top")

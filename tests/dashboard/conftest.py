@@ -73,8 +73,8 @@ def _safety(seed: int):
         d["refusal"] = refused.astype(float)
         d["over_refusal"] = np.where(safe, refused, np.nan).astype(float)
         d["unsafe_refusal"] = np.where(~safe, refused, np.nan).astype(float)
-        return d.drop(columns=[c for c in ("acc", "acc_norm", "prediction", "choices", "loglikelihoods", "is_greedy")
-                               if c in d.columns])
+        return d.drop(columns=[c for c in ("acc", "acc_norm", "prediction", "choices", "loglikelihoods", "is_greedy",
+                                           "confidence", "brier") if c in d.columns])
 
     def manifest(m):
         task = dict(m["tasks"]["arc_easy"], group=None, subset=None, primary_metric="over_refusal",

@@ -34,10 +34,17 @@ def test_per_sample_table_has_the_contract_columns(tiny_run):
 
 
 def test_metrics_are_means_with_stderr_and_bootstrap_ci(tiny_run):
+    from workbench.scoring import aggregates
+
     df = tiny_run.samples
     for task, ms in tiny_run.metrics["tasks"].items():
         part = df[df.task == task]
         for metric, est in ms.items():
+            if metric not in part.columns:  # an aggregate metric (ECE, ...): a statistic of the items
+                agg = aggregates.AGGREGATES.get(metric)
+                assert est["value"] == pytest.approx(agg.fn(*(part[c].to_numpy(float)[None] for c in agg.columns))[0])
+                assert est["n"] == len(part) and est["ci95_low"] <= est["value"] <= est["ci95_high"]
+                continue
             assert est["value"] == pytest.approx(part[metric].mean())
             assert est["n"] == len(part)
             assert est["ci95_low"] <= est["value"] <= est["ci95_high"]

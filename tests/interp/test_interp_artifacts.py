@@ -61,7 +61,8 @@ def test_every_tool_kind_is_registered():
     from workbench.interp.tools import TOOLS
 
     assert set(artifacts.kinds()) >= {"attention", "patching", "probe", "attribution", "logit_lens", "drift", "trace",
-                                      "circuit"}
+                                      "circuit", "activations", "neurons", "sae", "sae_eval", "features", "top_units",
+                                      "failure_features"}
     assert set(TOOLS.names()) <= set(artifacts.kinds())
 
 

@@ -26,8 +26,8 @@ def stored_run(tmp_path):
 def _run(capsys, *argv) -> tuple[int, str, str]:
     try:
         rc = main(list(argv))
-    except SystemExit as e:  # argparse refuses bad flags at parse time
-        rc = e.code
+    except SystemExit as exc:   # argparse refuses a flag value at parse time
+        rc = exc.code
     out = capsys.readouterr()
     return rc, out.out, out.err
 

@@ -20,6 +20,7 @@ import pandas as pd
 from workbench import settings
 from workbench.analysis import stats
 from workbench.errors import WorkbenchError
+from workbench.scoring import aggregates
 from workbench.store import Run, RunStore
 from workbench.store.samples import base_metric, better, direction, metric_columns, order_metrics, ratio_parts
 
@@ -201,11 +202,12 @@ def declared_primary(manifest: dict[str, Any], scope: Scope) -> str | None:
 
 
 def scope_metrics(frames: Sequence[pd.DataFrame], scope: Scope, declared: str | None = None) -> list[str]:
-    """Metric columns scored on this scope in every run, primary metric first."""
+    """Metrics scored on this scope in every run (per-sample columns, then aggregate metrics such as
+    ECE), primary metric first."""
     common = None
     for df in frames:
         part = df.loc[scope_mask(df, scope)]
-        ms = [m for m in metric_columns(part) if part[m].notna().any()]
+        ms = [m for m in metric_columns(part) if part[m].notna().any()] + aggregates.available(part)
         common = ms if common is None else [m for m in common if m in ms]
     return order_metrics(common or [], declared)
 
@@ -213,8 +215,12 @@ def scope_metrics(frames: Sequence[pd.DataFrame], scope: Scope, declared: str | 
 # ---- the comparison -----------------------------------------------------------------------------
 def paired_stats(a: pd.DataFrame, b: pd.DataFrame, scope: Scope, metric: str, *, n_boot: int = 2000,
                  seed: int = 0) -> stats.PairedComparison:
-    """Paired comparison of two aligned runs on one scope (clustered by subject for a group)."""
+    """Paired comparison of two aligned runs on one scope (clustered by subject for a group); an aggregate
+    metric (ECE, ...) by paired bootstrap and a paired swap permutation test of its difference."""
     mask = scope_mask(a, scope)
+    if aggregates.is_aggregate(metric) and metric not in a.columns:
+        return aggregates.paired(metric, a.loc[mask], b.loc[mask], clusters=scope_clusters(a, scope),
+                                 n_boot=n_boot, seed=seed)
     return stats.paired_compare(a.loc[mask, metric].to_numpy(float), b.loc[mask, metric].to_numpy(float),
                                 clusters=scope_clusters(a, scope), n_boot=n_boot, seed=seed)
 
@@ -229,13 +235,16 @@ def declared_aggregation(manifest: dict[str, Any], scope: Scope, metric: str) ->
 
 def scope_estimate(df: pd.DataFrame, scope: Scope, metric: str, *, n_boot: int = 2000, seed: int = 0,
                    aggregation: str | None = None) -> stats.Estimate:
-    """The scope's value of `metric`: a mean (clustered for a group), or its declared ratio over items."""
+    """The scope's value of `metric`: a mean (clustered for a group), its declared ratio over items, or an
+    aggregate metric (a statistic of the items, e.g. ECE)."""
     num, den = ratio_parts(metric)
     if aggregation and num in df.columns and den in df.columns:
         part = df.loc[scope_mask(df, scope)]
         return stats.ratio_estimate(part[num], part[den], aggregation, n_boot=n_boot, seed=seed)
-    values = df.loc[scope_mask(df, scope), metric].to_numpy(float)
     clusters = scope_clusters(df, scope)
+    if aggregates.is_aggregate(metric) and metric not in df.columns:
+        return aggregates.estimate(metric, df.loc[scope_mask(df, scope)], clusters=clusters, n_boot=n_boot, seed=seed)
+    values = df.loc[scope_mask(df, scope), metric].to_numpy(float)
     if clusters is None:
         return stats.mean_estimate(values, n_boot=n_boot, seed=seed)
     return stats.clustered_estimate(values, clusters, n_boot=n_boot, seed=seed)

@@ -90,3 +90,38 @@ def forest(rows: Sequence[dict[str, Any]]) -> go.Figure:
                       margin=dict(l=60, r=20, t=30, b=60), showlegend=True,
                       legend=dict(orientation="h", y=-0.2, x=0, title=dict(text="candidate")))
     return fig
+
+
+def reliability(c: Comparison, rows: Sequence[Any]) -> go.Figure:
+    """Reliability diagrams (`analysis.calibration` rows): accuracy against mean confidence in each
+    equal-mass bin, one panel per scope, one trace per run; the diagonal is perfect calibration."""
+    from plotly.subplots import make_subplots
+
+    scopes = list(dict.fromkeys(r.scope for r in rows))
+    cols = min(3, max(1, len(scopes)))
+    nrows = max(1, -(-len(scopes) // cols))
+    fig = make_subplots(rows=nrows, cols=cols, subplot_titles=[plot_text(s.name) for s in scopes] or [""],
+                        horizontal_spacing=0.06, vertical_spacing=0.12 if nrows > 1 else 0.1)
+    labels = run_labels(c.runs)
+    run_ids = [r.run_id for r in c.runs]
+    for i, scope in enumerate(scopes):
+        row, col = i // cols + 1, i % cols + 1
+        fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dash", color="#999"), showlegend=False,
+                        hoverinfo="skip", row=row, col=col)
+        for r in (x for x in rows if x.scope == scope):
+            k = run_ids.index(r.run_id)
+            ece = r.estimates.get("ece")
+            biggest = max((b["n"] for b in r.bins), default=1) or 1
+            fig.add_scatter(
+                x=[b["confidence"] for b in r.bins], y=[b["accuracy"] for b in r.bins], mode="lines+markers",
+                name=plot_text(labels[r.run_id]), legendgroup=r.run_id, showlegend=i == 0,
+                line=dict(color=PALETTE[k % len(PALETTE)]),
+                marker=dict(size=[6 + 10 * b["n"] / biggest for b in r.bins]),
+                customdata=[[b["n"], ece.value if ece else float("nan")] for b in r.bins],
+                hovertemplate="confidence %{x:.3f}<br>accuracy %{y:.3f}<br>n=%{customdata[0]} · ECE %{customdata[1]:.3f}"
+                              "<extra></extra>", row=row, col=col)
+        fig.update_xaxes(range=[0, 1], row=row, col=col)
+        fig.update_yaxes(range=[0, 1], row=row, col=col)
+    fig.update_layout(height=320 * nrows + 80, margin=dict(t=40), legend=dict(orientation="h", y=-0.08),
+                      xaxis_title="mean confidence (equal-mass bins)", yaxis_title="accuracy")
+    return fig

@@ -8,13 +8,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from workbench.analysis.calibration import METRICS as CALIBRATION_METRICS
+from workbench.analysis.calibration import CalibrationRow, calibration_rows
 from workbench.analysis.compare import Comparison, PairedRow, headline_scopes, model_label
-from workbench.analysis.figures import forest, paired_rows
+from workbench.analysis.contamination import ContaminationSplit
+from workbench.analysis.figures import forest, paired_rows, reliability
 from workbench.errors import WorkbenchError, describe_os_error
 from workbench.store.samples import fmt
 
 SECTIONS = ("Runs", "Leaderboard", "Paired deltas per task", "Paired deltas per subject", "Forest plot",
-            "Flipped items", "Manifest diff")
+            "Calibration", "Contamination", "Flipped items", "Manifest diff")
 _MAX_FLIPS_MD = 40       # per direction and pair in Markdown; the HTML lists all
 _PROMPT_TAIL = 400       # characters of prompt shown in Markdown (the question sits at the end)
 
@@ -83,10 +86,56 @@ def _paired_table(rows: Sequence[PairedRow], c: Comparison, alpha: float) -> tup
         s = p.stats
         scope = p.scope.name + (" (group, clustered by subject)" if p.scope.kind == "group" and s.clustered
                                 else " (group)" if p.scope.kind == "group" else "")
-        out.append([p.candidate, scope, p.metric, str(s.n), _num(s.mean_a), _num(s.mean_b),
-                    _signed(s.delta) + _mark(p, alpha), f"[{_signed(s.ci95_low)}, {_signed(s.ci95_high)}]", s.test,
-                    _p(s.p_value), _p(p.p_adjusted), str(s.n_a_only), str(s.n_b_only), _num(s.mdd)])
+        # An aggregate metric (ECE, ...) has no per-item right/wrong counts or closed-form MDD.
+        counts = ["–", "–"] if s.test == "permutation-swap" else [str(s.n_a_only), str(s.n_b_only)]
+        out.append([p.candidate, scope, _metric_label(p.metric, c, p.scope.name), str(s.n), _num(s.mean_a),
+                    _num(s.mean_b), _signed(s.delta) + _mark(p, alpha), f"[{_signed(s.ci95_low)}, {_signed(s.ci95_high)}]",
+                    s.test, _p(s.p_value), _p(p.p_adjusted), *counts, _num(s.mdd)])
     return head, out
+
+
+def _metric_label(metric: str, c: Comparison, task: str | None = None) -> str:
+    """The metric with its direction when lower (or zero) is better, e.g. `ece (lower is better)`."""
+    way = c.direction(metric, task)
+    return metric if way == "higher" else f"{metric} ({'lower' if way == 'lower' else 'closer to 0'} is better)"
+
+
+def _calibration_table(c: Comparison, rows: Sequence[CalibrationRow]) -> tuple[list[str], list[list[str]]]:
+    head = ["model (run)", "scope", "n"] + [_metric_label(m, c) for m in CALIBRATION_METRICS]
+    out = []
+    for r in rows:
+        run = next(x for x in c.runs if x.run_id == r.run_id)
+        n = max((e.n for e in r.estimates.values()), default=0)
+        cells = [f"{model_label(run)} ({r.run_id})", r.scope.name + (" (group)" if r.scope.kind == "group" else ""), str(n)]
+        for m in CALIBRATION_METRICS:
+            e = r.estimates.get(m)
+            cells.append("–" if e is None or e.n == 0 else f"{e.value:.3f} [{_num(e.ci95_low)}, {_num(e.ci95_high)}]")
+        out.append(cells)
+    return head, out
+
+
+def _contamination_table(split: ContaminationSplit | None, c: Comparison, alpha: float) -> tuple[list[str], list[list[str]]]:
+    head = ["run", "scope", "metric", "clean n", "clean mean", "contaminated n", "contaminated mean",
+            "Δ (contaminated − clean)", "95% CI", "test", "p", f"p ({c.correction})", "untested"]
+    rows = []
+    for r in split.rows if split else []:
+        s = r.stats
+        mark = "*" if r.p_adjusted == r.p_adjusted and r.p_adjusted < alpha else ""
+        rows.append([r.run_id, r.scope.name + (" (group)" if r.scope.kind == "group" else ""), r.metric, str(s.n_x),
+                     _num(s.mean_x), str(s.n_y), _num(s.mean_y), _signed(s.delta) + mark,
+                     f"[{_signed(s.ci95_low)}, {_signed(s.ci95_high)}]", s.test, _p(s.p_value), _p(r.p_adjusted),
+                     str(r.n_untested)])
+    return head, rows
+
+
+def _contamination_intro(split: ContaminationSplit | None) -> str:
+    if split is None:
+        return "No contamination result given (`workbench compare ... --contamination ID`)."
+    return (f"Result {split.result_id}: {split.ngram}-gram overlap with its corpus, contaminated = {split.rule}. "
+            f"{split.n_covered} of {split.n_items} compared items are in the result; {split.n_contaminated} are "
+            "contaminated. Each run's primary metric on clean vs contaminated items (independent samples: Fisher's "
+            "exact test for binary scores, else a permutation test; bootstrap CI), corrected across each run's scopes. "
+            "Untested: items too short for one n-gram or not in the result.")
 
 
 def _diff_table(c: Comparison) -> tuple[list[str], list[list[str]]]:
@@ -127,7 +176,16 @@ def md_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def to_markdown(c: Comparison, *, alpha: float = 0.05) -> str:
+_CALIBRATION_NOTE = ("Multiple-choice items scored by the argmax of the choices' log-likelihoods: confidence is the "
+                     "softmax probability of the chosen answer; ECE uses 10 equal-mass bins (HELM's ece_10_bin); Brier "
+                     "is (confidence − correct)²; selective_acc@0.5 is the accuracy on the most confident half. "
+                     "Mean [95% bootstrap CI over items; groups clustered by subject]. Paired differences between runs "
+                     "are rows of the paired tables above (paired bootstrap CI, paired swap permutation test).")
+
+
+def to_markdown(c: Comparison, *, alpha: float = 0.05, calibration: Sequence[CalibrationRow] | None = None,
+                contamination: ContaminationSplit | None = None) -> str:
+    calibration = calibration_rows(c) if calibration is None else calibration
     out = [f"# Run comparison: {_title(c)}", "", _intro(c, alpha), ""]
     if c.config_diff:
         out += ["**Scored under different settings** (allowed with --allow-config-diff): differences below mix "
@@ -139,6 +197,13 @@ def to_markdown(c: Comparison, *, alpha: float = 0.05) -> str:
     out += ["## Paired deltas per subject", ""]
     out += [md_table(*_paired_table(subj, c, alpha)) if subj else "No grouped tasks.", ""]
     out += ["## Forest plot", "", "See the HTML report.", ""]
+    out += ["## Calibration", ""]
+    out += [_CALIBRATION_NOTE + " Reliability diagrams: see the HTML report.", "",
+            md_table(*_calibration_table(c, calibration))] if calibration else \
+        ["No multiple-choice task with calibration columns in these runs."]
+    out += ["", "## Contamination", "", _contamination_intro(contamination), ""]
+    if contamination is not None:
+        out += [md_table(*_contamination_table(contamination, c, alpha)), ""]
     out += ["## Flipped items", ""]
     if c.flips.empty:
         out += ["No item changed its score.", ""]
@@ -184,9 +249,12 @@ def _forest_figure(c: Comparison, alpha: float):
     return forest([r for r in paired_rows(c, alpha) if not r["subject"]])
 
 
-def to_html(c: Comparison, *, alpha: float = 0.05) -> str:
+def to_html(c: Comparison, *, alpha: float = 0.05, calibration: Sequence[CalibrationRow] | None = None,
+            contamination: ContaminationSplit | None = None) -> str:
     """The report as one self-contained page (Jinja2 template, autoescaped; plotly.js inlined once)."""
     import jinja2
+
+    calibration = calibration_rows(c) if calibration is None else calibration
 
     env = jinja2.Environment(loader=jinja2.PackageLoader("workbench.analysis", "templates"),
                              autoescape=True, trim_blocks=True, lstrip_blocks=True)
@@ -199,6 +267,11 @@ def to_html(c: Comparison, *, alpha: float = 0.05) -> str:
         leaderboard_figure=_leaderboard_figure(c).to_html(full_html=False, include_plotlyjs=True, config=config),
         paired_tasks=_paired_table(_task_rows(c), c, alpha), paired_subjects=_paired_table(_subject_rows(c), c, alpha),
         forest_figure=_forest_figure(c, alpha).to_html(full_html=False, include_plotlyjs=False, config=config),
+        calibration_note=_CALIBRATION_NOTE, calibration=_calibration_table(c, calibration),
+        reliability_figure=reliability(c, calibration).to_html(full_html=False, include_plotlyjs=False,
+                                                              config=config) if calibration else "",
+        contamination_intro=_contamination_intro(contamination),
+        contamination=_contamination_table(contamination, c, alpha),
         flips=flips, manifest_diff=_diff_table(c))
 
 
@@ -217,12 +290,16 @@ def report_dir(out_dir: str | Path) -> Path:
     return out
 
 
-def write_report(c: Comparison, out_dir: str | Path, *, alpha: float = 0.05) -> ReportPaths:
+def write_report(c: Comparison, out_dir: str | Path, *, alpha: float = 0.05,
+                 calibration: Sequence[CalibrationRow] | None = None,
+                 contamination: ContaminationSplit | None = None) -> ReportPaths:
     """Write <name>.html and <name>.md into out_dir (created if needed): both whole, or neither."""
     out = report_dir(out_dir)
+    calibration = calibration_rows(c) if calibration is None else calibration
     name = report_name(c)
     paths = ReportPaths(out / f"{name}.html", out / f"{name}.md")
-    texts = {paths.html: to_html(c, alpha=alpha), paths.markdown: to_markdown(c, alpha=alpha)}
+    texts = {paths.html: to_html(c, alpha=alpha, calibration=calibration, contamination=contamination),
+             paths.markdown: to_markdown(c, alpha=alpha, calibration=calibration, contamination=contamination)}
     tmps = {path: path.with_name(f".{path.name}.tmp") for path in texts}
     try:
         for path, text in texts.items():

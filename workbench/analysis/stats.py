@@ -1,9 +1,14 @@
 """Statistics over per-sample score columns (pure functions; pandas/numpy in, plain floats out)."""
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+# A statistic of a set of items (ECE, selective accuracy, AUROC, a weighted perplexity): given aligned
+# per-item arrays of shape (batch, n) it returns shape (batch,), one value per row (bootstrap resample).
+Statistic = Callable[..., np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -133,7 +138,7 @@ def paired_permutation_pvalue(a, b, *, n_resamples: int = 9999, seed: int = 0) -
     from scipy.stats import permutation_test
 
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if np.all(a == b):
+    if np.all(a == b) or len(a) < 2:  # one item: both sign flips give the same |mean|, so p = 1
         return 1.0
     res = permutation_test((b, a), lambda x, y, axis: np.mean(x - y, axis=axis), permutation_type="samples",
                            vectorized=True, n_resamples=n_resamples, alternative="two-sided",
@@ -224,6 +229,168 @@ def paired_compare(a, b, *, clusters=None, n_boot: int = 2000, seed: int = 0,
         mdd = mdd_mean(n, float(d.std(ddof=1)) if n > 1 else float("nan"), alpha=alpha, power=power)
     return PairedComparison(n, float(a.mean()), float(b.mean()), delta, lo, hi, test, p, n_a_only, n_b_only,
                             mdd, clustered)
+
+
+# ---- statistics of a set of items (not means of per-item scores) --------------------------------------
+def _complete(arrays: Sequence) -> tuple[list[np.ndarray], np.ndarray]:
+    """The arrays restricted to the items where none is NaN, and that mask."""
+    cols = [np.asarray(a, dtype=float) for a in arrays]
+    keep = ~np.any([np.isnan(c) for c in cols], axis=0) if cols else np.zeros(0, bool)
+    return [c[keep] for c in cols], keep
+
+
+def bootstrap_indices(n: int, *, n_boot: int, seed: int, clusters=None,
+                      chunk_items: int = 2_000_000) -> Iterator[np.ndarray]:
+    """Resampled item indices, as (batch, n) blocks; with `clusters`, two-stage (clusters, then items in
+    each drawn cluster) one resample at a time, since the resample's size varies."""
+    rng = np.random.default_rng(seed)
+    codes = None if clusters is None else np.unique(np.asarray(clusters, dtype=object).astype(str), return_inverse=True)
+    if codes is None or len(codes[0]) < 2:
+        per = max(1, chunk_items // max(n, 1))
+        for lo in range(0, n_boot, per):
+            yield rng.integers(0, n, size=(min(per, n_boot - lo), n))
+        return
+    members = [np.flatnonzero(codes[1] == k) for k in range(len(codes[0]))]
+    for _ in range(n_boot):
+        picks = rng.integers(0, len(members), size=len(members))
+        yield np.concatenate([members[p][rng.integers(0, len(members[p]), size=len(members[p]))] for p in picks])[None, :]
+
+
+def statistic_estimate(fn: Statistic, arrays: Sequence, *, clusters=None, n_boot: int = 2000,
+                       seed: int = 0) -> Estimate:
+    """A statistic of the items with a 95% percentile bootstrap CI over items (clustered when `clusters`
+    is given); stderr is the bootstrap SD. Items with a NaN in any array are left out."""
+    cols, keep = _complete(arrays)
+    n = int(keep.sum())
+    if n == 0:
+        return Estimate(float("nan"), float("nan"), float("nan"), float("nan"), 0)
+    value = float(fn(*(c[None, :] for c in cols))[0])
+    if n == 1:
+        return Estimate(value, float("nan"), value, value, 1)
+    c = None if clusters is None else np.asarray(clusters, dtype=object)[keep]
+    boots = np.concatenate([fn(*(col[idx] for col in cols))
+                            for idx in bootstrap_indices(n, n_boot=n_boot, seed=seed, clusters=c)])
+    boots = boots[~np.isnan(boots)]  # a resample where the statistic is undefined (AUROC with one class)
+    if len(boots) < 2:
+        return Estimate(value, float("nan"), float("nan"), float("nan"), n)
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    return Estimate(value, float(boots.std(ddof=1)), float(lo), float(hi), n)
+
+
+def _swap_masks(n: int, n_perm: int, rng: np.random.Generator, chunk_items: int) -> Iterator[np.ndarray]:
+    """Which items swap runs in each permutation: all 2^n assignments when that is at most n_perm, else random."""
+    if n < 31 and 2 ** n <= n_perm:
+        codes = np.arange(2 ** n)[:, None]
+        yield ((codes >> np.arange(n)) & 1).astype(bool)
+        return
+    per = max(1, chunk_items // max(n, 1))
+    for lo in range(0, n_perm, per):
+        yield rng.random((min(per, n_perm - lo), n)) < 0.5
+
+
+def paired_statistic(fn: Statistic, arrays_a: Sequence, arrays_b: Sequence, *, clusters=None, n_boot: int = 2000,
+                     n_perm: int = 9999, seed: int = 0, chunk_items: int = 2_000_000) -> PairedComparison:
+    """Statistic of run b minus the same statistic of run a on the same items.
+
+    CI: paired bootstrap (one resample of items, both runs scored on it; clustered when `clusters` is
+    given). p: paired permutation test that swaps each item's two results between the runs (exact over
+    all 2^n swaps when that is at most `n_perm`). Items with a NaN in either run are left out.
+    """
+    k = len(arrays_a)
+    cols, keep = _complete(list(arrays_a) + list(arrays_b))
+    a, b = cols[:k], cols[k:]
+    n = int(keep.sum())
+    nan = float("nan")
+    if n == 0:
+        return PairedComparison(0, nan, nan, nan, nan, nan, "none", nan, 0, 0, nan)
+    va = float(fn(*(x[None, :] for x in a))[0])
+    vb = float(fn(*(x[None, :] for x in b))[0])
+    delta = vb - va
+    if n == 1:
+        lo = hi = delta
+    else:
+        c = None if clusters is None else np.asarray(clusters, dtype=object)[keep]
+        boots = np.concatenate([fn(*(x[idx] for x in b)) - fn(*(x[idx] for x in a))
+                                for idx in bootstrap_indices(n, n_boot=n_boot, seed=seed, clusters=c,
+                                                             chunk_items=chunk_items)])
+        lo, hi = (float(v) for v in np.percentile(boots, [2.5, 97.5]))
+    if delta == 0 or all(np.array_equal(x, y) for x, y in zip(a, b)):
+        p = 1.0
+    else:
+        rng = np.random.default_rng(seed + 1)
+        hits = total = 0
+        tol = 1e-12 * max(1.0, abs(delta))
+        exact = n < 31 and 2 ** n <= n_perm
+        for mask in _swap_masks(n, n_perm, rng, chunk_items):
+            pa = [np.where(mask, y, x) for x, y in zip(a, b)]
+            pb = [np.where(mask, x, y) for x, y in zip(a, b)]
+            stat = fn(*pb) - fn(*pa)
+            hits += int((np.abs(stat) >= abs(delta) - tol).sum())
+            total += len(stat)
+        p = hits / total if exact else (hits + 1) / (total + 1)
+    return PairedComparison(n, va, vb, delta, lo, hi, "permutation-swap", min(1.0, p), 0, 0, nan)
+
+
+def auroc(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Area under the ROC curve of `scores` for binary `labels`, per row (ties count half): the
+    Mann-Whitney U of the positives over n_pos * n_neg. NaN for a row with only one class."""
+    from scipy.stats import rankdata
+
+    scores, labels = np.atleast_2d(scores), np.atleast_2d(labels).astype(bool)
+    ranks = rankdata(scores, axis=1)
+    n_pos = labels.sum(axis=1)
+    n_neg = labels.shape[1] - n_pos
+    with np.errstate(invalid="ignore", divide="ignore"):
+        u = (ranks * labels).sum(axis=1) - n_pos * (n_pos + 1) / 2
+        return np.where((n_pos > 0) & (n_neg > 0), u / (n_pos * n_neg), np.nan)
+
+
+# ---- two independent samples (e.g. clean vs contaminated items) -----------------------------------
+@dataclass(frozen=True)
+class TwoSampleComparison:
+    """Mean of sample y minus mean of sample x (independent items)."""
+
+    n_x: int
+    n_y: int
+    mean_x: float
+    mean_y: float
+    delta: float
+    ci95_low: float
+    ci95_high: float
+    test: str                 # "fisher-exact" | "permutation" | "none"
+    p_value: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def two_sample_compare(x, y, *, n_boot: int = 2000, n_perm: int = 9999, seed: int = 0) -> TwoSampleComparison:
+    """Difference of means with a bootstrap CI (each sample resampled on its own) and Fisher's exact test
+    (binary scores) or a two-sample permutation test (continuous)."""
+    from scipy.stats import fisher_exact, permutation_test
+
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    x, y = x[~np.isnan(x)], y[~np.isnan(y)]
+    nan = float("nan")
+    if len(x) == 0 or len(y) == 0:
+        return TwoSampleComparison(len(x), len(y), float(x.mean()) if len(x) else nan,
+                                   float(y.mean()) if len(y) else nan, nan, nan, nan, "none", nan)
+    delta = float(y.mean() - x.mean())
+    rng = np.random.default_rng(seed)
+    boots = (y[rng.integers(0, len(y), size=(n_boot, len(y)))].mean(axis=1)
+             - x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(axis=1))
+    lo, hi = (float(v) for v in np.percentile(boots, [2.5, 97.5]))
+    if is_binary(x, y):
+        kx, ky = int(x.sum()), int(y.sum())
+        test, p = "fisher-exact", float(fisher_exact([[kx, len(x) - kx], [ky, len(y) - ky]]).pvalue)
+    elif np.all(np.concatenate([x, y]) == x[0]):
+        test, p = "permutation", 1.0
+    else:
+        res = permutation_test((y, x), lambda a, b, axis: np.mean(a, axis=axis) - np.mean(b, axis=axis),
+                               permutation_type="independent", vectorized=True, n_resamples=n_perm,
+                               alternative="two-sided", rng=np.random.default_rng(seed))
+        test, p = "permutation", float(res.pvalue)
+    return TwoSampleComparison(len(x), len(y), float(x.mean()), float(y.mean()), delta, lo, hi, test, p)
 
 
 # ---- multiple comparisons -----------------------------------------------------------------------

@@ -24,14 +24,14 @@ from workbench.store.samples import fmt
 
 def results_table(metrics: dict[str, Any]) -> str:
     """A plain-text table: task, metric, value, stderr, 95% CI, n."""
-    lines = [f"{'task':<44} {'metric':<16} {'value':>7} {'stderr':>7}  {'95% CI':<17} {'n':>5}"]
+    lines = [f"{'task':<44} {'metric':<18} {'value':>7} {'stderr':>7}  {'95% CI':<17} {'n':>5}"]
     lines.append("-" * len(lines[0]))
     for section in ("tasks", "groups"):
         for task, ms in metrics.get(section, {}).items():
             label = task if section == "tasks" else f"[{task}]"
             for m, e in ms.items():
                 ci = f"[{fmt(e['ci95_low'], '.4f', 'n/a')}, {fmt(e['ci95_high'], '.4f', 'n/a')}]"
-                lines.append(f"{label:<44} {m:<16} {fmt(e['value'], '.4f', 'n/a'):>7} "
+                lines.append(f"{label:<44} {m:<18} {fmt(e['value'], '.4f', 'n/a'):>7} "
                              f"{fmt(e['stderr'], '.4f', 'n/a'):>7}  {ci:<17} {e['n']:>5}")
     return "\n".join(lines)
 

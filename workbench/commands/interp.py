@@ -92,9 +92,9 @@ def cmd_tool(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_tool(sub: Any, tool: Any) -> None:
+def _add_tool(sub: Any, tool: Any, name: str | None = None) -> None:
     many = tool.from_sample is not None  # runs on stored samples: can fan out over a run's samples
-    p = sub.add_parser(tool.command, aliases=list(tool.aliases), parents=[ARTIFACTS, *([CLUSTER] if many else [])],
+    p = sub.add_parser(name or tool.command, aliases=list(tool.aliases), parents=[ARTIFACTS, *([CLUSTER] if many else [])],
                        help=tool.help.replace("%", "%%"),
                        description=tool.help + ". Saves one artifact and prints its id"
                        + (" (with --samples: one per sample, on --workers N Ray workers if given)." if many else "."))
@@ -129,5 +129,15 @@ def register(subparsers: Any) -> None:
                                description="Run an interpretability tool on a model and save its result as an "
                                            "artifact (see `workbench artifacts`). Prints the artifact id.")
     sub = ip.add_subparsers(dest="interp_command", metavar="TOOL", required=True)
+    groups: dict[str, Any] = {}
     for entry in TOOLS.entries():
-        _add_tool(sub, entry.obj)
+        tool = entry.obj
+        group, _, action = tool.command.partition(" ")
+        if not action:
+            _add_tool(sub, tool)
+            continue
+        # a two-word command (`sae train`): one subcommand group per first word
+        if group not in groups:
+            gp = sub.add_parser(group, help=f"{group} tools (see `workbench interp {group} --help`)")
+            groups[group] = gp.add_subparsers(dest=f"interp_{group}_command", metavar="ACTION", required=True)
+        _add_tool(groups[group], tool, action)

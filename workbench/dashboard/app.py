@@ -98,6 +98,13 @@ def create_app(store_dir: str | os.PathLike | None = None, artifacts_dir: str | 
     def attention_scores(metric, artifact_id):
         return F.head_score_overview(data.artifact(artifact_id).head_scores, metric)
 
+    @app.callback(Output("fb-results", "children"), Input("fb-query", "value"), State("artifact-id", "data"),
+                  prevent_initial_call=True)
+    def search_units(query, artifact_id):
+        try:
+            return pages.unit_search_results(data, artifact_id, query)
+        except WorkbenchError as exc:
+            return pages.error_box(str(exc))
     @app.callback(Output("trace-state", "figure"), Output("trace-mlp", "figure"), Output("trace-attn", "figure"),
                   Input("trace-fact", "value"), State("artifact-id", "data"), prevent_initial_call=True)
     def trace_fact(fact, artifact_id):

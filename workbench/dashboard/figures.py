@@ -149,6 +149,25 @@ def token_color(value: float, scale: float) -> str:
     return f"rgba({rgb},{a * 0.85:.3f})"
 
 
+def unit_histogram(counts: np.ndarray, edges: np.ndarray, title: str) -> go.Figure:
+    """One unit's activation histogram (log counts)."""
+    centers = (np.asarray(edges[:-1], dtype=float) + np.asarray(edges[1:], dtype=float)) / 2
+    fig = go.Figure(go.Bar(x=centers, y=np.asarray(counts, dtype=float), marker_color="#1f5fa8"))
+    fig.update_layout(title=plot_text(title), height=300, margin=_MARGIN, xaxis_title="activation",
+                      yaxis_title="tokens", yaxis_type="log", bargap=0.02)
+    return fig
+
+
+def log_frequency(freq: np.ndarray) -> go.Figure:
+    """Histogram of log10 firing frequency of SAE latents (dead latents counted apart)."""
+    f = np.asarray(freq, dtype=float)
+    alive = f[f > 0]
+    fig = go.Figure(go.Histogram(x=np.log10(alive), nbinsx=40, marker_color="#1f5fa8"))
+    fig.update_layout(title=f"Latent firing frequency (log10); {int((f == 0).sum())} latents never fire",
+                      height=300, margin=_MARGIN, xaxis_title="log10 share of tokens", yaxis_title="latents")
+    return fig
+
+
 TRACE_COLORS = {"state": "Purples", "mlp": "Greens", "attn": "Reds"}
 TRACE_LABELS = {"state": "residual stream", "mlp": "MLP output", "attn": "attention output"}
 
@@ -246,4 +265,5 @@ def faithfulness_curve(curve: pd.DataFrame, threshold: float, k: int | None = No
 
 __all__ = ["heatmap", "attention_pattern", "head_score_overview", "layer_lines", "probe_accuracy",
            "attribution_bars", "score_plot", "target_by_layer", "layer_ticks", "token_color", "token_labels", "plot_text",
-           "PALETTE", "trace_heatmap", "role_heatmap", "circuit_graph", "faithfulness_curve"]
+           "PALETTE", "trace_heatmap", "role_heatmap", "circuit_graph", "faithfulness_curve", "unit_histogram",
+           "log_frequency"]

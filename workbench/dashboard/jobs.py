@@ -94,7 +94,7 @@ class JobRunner:
             job.phase = f"loading {job.model}"
             model = self._hooked(job.model)
             job.phase = f"running {job.tool}"
-            result = TOOLS.get(job.tool).on_sample(model, src)
+            result = TOOLS.get(job.tool).on_sample(model, src, self.artifacts_root)
             if job.note:
                 result.meta.params.update(run_model=job.run_model, weights=job.note)
             job.phase = "saving"

@@ -36,6 +36,7 @@ from workbench.dashboard.data import (
     sample_rows,
 )
 from workbench.errors import ModelError, WorkbenchError
+from workbench.interp.units import search_units
 
 _DEFAULT_COL = {"sortable": True, "resizable": True, "filter": True, "wrapHeaderText": True, "autoHeaderHeight": True}
 _AUTO_HEIGHT = 12           # grids with at most this many rows take their rows' height (no empty box below)
@@ -319,8 +320,37 @@ def compare_page(data: DashboardData, query: dict[str, str]) -> html.Div:
         dag.AgGrid(id="cmp-flips", rowData=flips, columnDefs=flip_columns(flips), defaultColDef=_DEFAULT_COL,
                    style=_grid_style(len(flips), "320px"), dashGridOptions=_grid_options(len(flips), tooltipShowDelay=200),
                    **_autosize("candidate_label", "task")),
+        *calibration_section(c),
         html.H3("Manifest diff"), diff,
     ])
+
+
+def calibration_section(c: Comparison) -> list:
+    """Reliability diagrams and accuracy / confidence / ECE / Brier / selective accuracy per run on the
+    multiple-choice scopes (↓: lower is better); empty when no compared task has calibration columns."""
+    from workbench.analysis.calibration import calibration_rows
+    from workbench.analysis.figures import reliability
+    from workbench.store.samples import direction
+
+    rows = calibration_rows(c, n_boot=1000)
+    if not rows:
+        return []
+    labels = run_labels(c.runs)
+    grid = [{"run": r.run_id, "run_label": labels[r.run_id],
+             "scope": f"[{r.scope.name}]" if r.scope.kind == "group" else r.scope.name,
+             **{metric_label(m, direction(m)): _num(e.value) for m, e in r.estimates.items()},
+             **{f"{metric_label(m, direction(m))} 95% CI": f"[{_num(e.ci95_low)}, {_num(e.ci95_high)}]"
+                for m, e in r.estimates.items() if m in ("ece", "brier")}} for r in rows]
+    cols = [{"field": "scope", "pinned": "left"}, {"field": "run_label", "headerName": "run"}] + [
+        {"field": k} for k in dict.fromkeys(k for g in grid for k in g if k not in ("run", "run_label", "scope"))]
+    return [html.H3("Calibration"),
+            html.P("Multiple-choice items: confidence is the softmax probability of the chosen answer; ECE over 10 "
+                   "equal-mass bins (HELM); the diagonal is perfect calibration. Paired ECE/Brier differences are in "
+                   "the compare report's paired table.", className="note"),
+            dag.AgGrid(id="cmp-calibration", rowData=grid, columnDefs=cols, defaultColDef=_DEFAULT_COL,
+                       style=_grid_style(len(grid), "260px"), dashGridOptions=_grid_options(len(grid)),
+                       **_autosize("scope", "run_label")),
+            V.graph(reliability(c, rows), "cmp-reliability")]
 
 
 # ---- sample explorer ------------------------------------------------------------------------------
@@ -458,6 +488,7 @@ def detail_panel(data: DashboardData, run_id: str, key: str, baseline: str | Non
                                  + [html.Td("✓" if c["choice"] == d["target"] else "")],
                                  className="picked" if c["predicted"] else "") for c in d["choices"]])],
             className="plain", id="detail-choices")]
+    parts.append(top_units_panel(data, run_id, key))
     parts.append(html.Div(artifact_links(data, run_id, key), id="detail-artifacts-box"))
     if data.jobs is not None:
         parts.append(job_box(data, run_id, key))
@@ -546,6 +577,111 @@ def artifact_page(data: DashboardData, query: dict[str, str], artifact_id: str) 
                      dcc.Store(id="artifact-id", data=artifact_id), V.provenance(r), *body])
 
 
+# ---- feature browser (neurons and SAE features) ---------------------------------------------------
+UNIT_KINDS = ("neurons", "features")
+
+
+def _unit_result(data: DashboardData, artifact_id: str) -> Any:
+    r = data.artifact(artifact_id)
+    if r.meta.kind not in UNIT_KINDS:
+        raise WorkbenchError(f"artifact {artifact_id} is a {r.meta.kind!r} artifact; the feature browser shows "
+                             f"{' and '.join(UNIT_KINDS)} artifacts")
+    return r
+
+
+def unit_search_results(data: DashboardData, artifact_id: str, query: str | None) -> Any:
+    """The search results box: links to each matching unit."""
+    r = _unit_result(data, artifact_id)
+    rows = search_units(r, query)
+    if not rows:
+        return html.P(f"No {r.unit_name} matches {query!r}.", className="note", id="fb-none")
+    return html.Ul([html.Li([dcc.Link(f"{r.unit_name} #{x['unit']}", href=f"/features/{quote(artifact_id)}?unit={x['unit']}"
+                                      + (f"&q={quote(query)}" if query else "")),
+                             f"  max {x['max']:.3f}, density {x['density']:.4f}; top: {x['top_tokens']}",
+                             html.Span(f"  ({x['why']})", className="note") if x["why"] else ""])
+                    for x in rows], id="fb-list")
+
+
+def context_tokens(tokens: list[str], acts: list[float], center: int, scale: float, id_: str | None = None) -> html.Div:
+    """One context as text spans shaded by the unit's activation, the activating token outlined."""
+    return html.Div([html.Span(t, title=f"{a:.3f}", className="tok" + (" center" if i == center else ""),
+                               style={"backgroundColor": F.token_color(float(a), scale),
+                                      **({"outline": "2px solid #333"} if i == center else {})})
+                     for i, (t, a) in enumerate(zip(tokens, acts))], className="tokens context",
+                    **({"id": id_} if id_ else {}))
+
+
+def unit_detail(r: Any, unit: int) -> html.Div:
+    """Statistics, judge explanation, top contexts, histogram and logit effects of one unit."""
+    if not 0 <= unit < len(r.stats):
+        return error_box(f"no {r.unit_name} #{unit} (this artifact has {len(r.stats)})")
+    st = r.stats.iloc[unit]
+    parts: list = [html.H3(f"{r.unit_name} #{unit}", id="fb-unit-title"),
+                   html.P(f"max {st['max']:.3f}, mean {st['mean']:.4f}, density {st['density']:.4f} "
+                          f"({int(st['n_fired']):,} of {r.n_tokens:,} tokens > 0)", className="note")]
+    ex = getattr(r, "explanations", None)
+    if ex is not None and len(ex) and (ex["unit"] == unit).any():
+        e = ex[ex["unit"] == unit].iloc[0]
+        parts.append(html.P([html.B(f"judge ({e['judge']}): "), f"fires on {e['explanation']}",
+                             html.Span(f"  simulation r = {e['score']:.3f} (control {e['control_score']:.3f})",
+                                       className="note")], id="fb-explanation"))
+    ctx = r.contexts[r.contexts["unit"] == unit].sort_values("rank")
+    scale = float(st["max"]) if st["max"] > 0 else 1.0
+    parts += [html.H4(f"Top {len(ctx)} contexts"),
+              html.Div([html.Div([html.Span(f"{c.activation:.3f} ", className="note"),
+                                  context_tokens(list(c.tokens), list(c.acts), int(c.center), scale),
+                                  html.Span(f" {c.ref}", className="note")], className="context-row")
+                        for c in ctx.itertuples()], id="fb-contexts")]
+    parts.append(V.graph(F.unit_histogram(r.hist[unit], r.hist_edges[unit],
+                                          f"{r.unit_name} #{unit}: activation histogram"
+                                          + (" (non-zero activations)" if r.meta.kind == "features" else "")),
+                         "fb-histogram"))
+    lg = r.logits[r.logits["unit"] == unit]
+    cols = []
+    for sign in ("promote", "suppress"):
+        part = lg[lg["sign"] == sign].sort_values("rank")
+        cols.append(html.Div([html.H4(f"{'Promotes' if sign == 'promote' else 'Suppresses'} (direct logit effect)"),
+                              html.Table([html.Tbody([html.Tr([html.Td(html.Code(repr(x.token))), html.Td(f"{x.value:+.3f}")])
+                                                      for x in part.itertuples()])], className="plain",
+                                         id=f"fb-logits-{sign}")], className="half"))
+    parts.append(html.Div(cols, className="row"))
+    return html.Div(parts, id="fb-detail")
+
+
+def features_page(data: DashboardData, query: dict[str, str], artifact_id: str) -> html.Div:
+    """Browse the units of a `neurons` or `features` artifact: search by id or token, one unit in detail."""
+    r = _unit_result(data, artifact_id)
+    q = query.get("q", "")
+    unit = query.get("unit")
+    if unit is not None and not unit.lstrip("#").isdigit():
+        return error_box(f"unit must be a number, got {unit!r}")
+    first = search_units(r, q, limit=1)
+    shown = int(unit.lstrip("#")) if unit is not None else (first[0]["unit"] if first else None)
+    where = (f"layer {r.layer} ({r.site})" if r.meta.kind == "neurons" else f"SAE {r.sae_id} ({r.site})")
+    return html.Div(id="page-features", children=[
+        html.H2([f"{r.unit_name.capitalize()} browser · ", html.Code(artifact_id)]),
+        html.P([f"{len(r.stats)} {r.unit_name}s of {r.meta.model.get('spec')} {where}, over {r.n_tokens:,} tokens of "
+                f"corpus {r.corpus_id}. ", dcc.Link("artifact", href=f"/artifacts/{quote(artifact_id)}")],
+               className="note"),
+        dcc.Store(id="artifact-id", data=artifact_id),
+        dcc.Input(id="fb-query", type="text", value=q, debounce=True, placeholder="unit id (e.g. 42) or token text",
+                  style={"width": "320px"}),
+        html.Div(unit_search_results(data, artifact_id, q), id="fb-results"),
+        unit_detail(r, shown) if shown is not None else html.P("No unit to show.", className="note"),
+    ])
+
+
+def top_units_panel(data: DashboardData, run_id: str, key: str) -> html.Div:
+    """The sample's top neurons / SAE features, from the newest `top_units` artifact linked to it."""
+    linked = [m for m in data.linked_artifacts(run_id).get(key, []) if m.get("kind") == "top_units"]
+    if not linked:
+        return html.Div(id="detail-top-units")
+    r = data.artifact(linked[-1]["id"])
+    return html.Div([html.H4(["Top features at the answer position (", dcc.Link(r.meta.id, href=f"/artifacts/{quote(r.meta.id)}"),
+                              f"): answer {r.answer!r}"]), V.top_units_table(r, "detail-top-units-table")],
+                    id="detail-top-units")
+
+
 # ---- routing --------------------------------------------------------------------------------------
 # first path segment -> (builder(data, query, *ids), how many id segments follow it)
 ROUTES: dict[str, tuple[Callable[..., html.Div], int]] = {
@@ -554,6 +690,7 @@ ROUTES: dict[str, tuple[Callable[..., html.Div], int]] = {
     "samples": (samples_page, 1),
     "artifacts": (artifacts_page, 0),
     "artifact": (artifact_page, 1),
+    "features": (features_page, 1),
 }
 
 

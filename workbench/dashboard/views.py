@@ -219,6 +219,121 @@ def drift_view(r: Any) -> list:
                                 yaxis="relative error"), "drift-error")]
 
 
+# ---- activation corpora, neurons, SAEs, features --------------------------------------------------
+def _table(df: Any, cols: list[str], id_: str | None = None, fmt: dict[str, str] | None = None) -> html.Table:
+    """A plain table of some columns of a DataFrame; cells are text."""
+    fmt = fmt or {}
+
+    def cell(c: str, v: Any) -> str:
+        return format(v, fmt[c]) if c in fmt and isinstance(v, (int, float, np.floating, np.integer)) else str(v)
+
+    return html.Table([html.Thead(html.Tr([html.Th(c) for c in cols])),
+                       html.Tbody([html.Tr([html.Td(cell(c, getattr(r, c))) for c in cols]) for r in df.itertuples()])],
+                      className="plain", **({"id": id_} if id_ else {}))
+
+
+@view("activations")
+def activations_view(r: Any) -> list:
+    return [html.P(f"corpus {r.corpus_id}: {r.n_tokens:,} tokens, {r.n_docs:,} documents in {r.n_shards} shards at "
+                   f"{r.path}; {r.tokens_per_s:,.0f} tokens/s, peak memory {r.peak_rss_mb:,.0f} MB", className="note"),
+            html.H4("Sites"), html.Ul([html.Li([html.Code(k), f" ({v} units)"]) for k, v in r.sites.items()]),
+            html.H4("Provenance (files read, with their sha256)"),
+            _table(r.sources, ["file", "docs", "tokens", "sha256"], "activations-sources")]
+
+
+def _unit_browser_link(r: Any) -> html.P:
+    return html.P(dcc.Link(f"Open the {r.unit_name} browser (search by id or token)",
+                           href=f"/features/{r.meta.id}", className="button", id="units-browser-link"))
+
+
+@view("neurons")
+def neurons_view(r: Any) -> list:
+    top = r.stats.sort_values("max", ascending=False).head(30)
+    return [html.P(f"{len(r.stats)} neurons of layer {r.layer} ({r.site}) over {r.n_tokens:,} tokens of corpus "
+                   f"{r.corpus_id}", className="note"), _unit_browser_link(r),
+            html.H4("Neurons with the largest activation"),
+            _table(top, ["unit", "max", "mean", "density"], "neurons-top", {"max": ".3f", "mean": ".4f", "density": ".4f"})]
+
+
+@view("features")
+def features_view(r: Any) -> list:
+    alive = r.stats[r.stats["n_fired"] > 0]
+    top = alive.sort_values("n_fired", ascending=False).head(30)
+    out = [html.P(f"{len(r.stats)} latents of SAE {r.sae_id} ({r.site}) over {r.n_tokens:,} tokens of corpus "
+                  f"{r.corpus_id}; {len(alive)} fire at least once", className="note"),
+           html.P(["SAE: ", dcc.Link(r.sae_id, href=f"/artifacts/{r.sae_id}")]), _unit_browser_link(r),
+           html.H4("Most frequent features"),
+           _table(top, ["unit", "max", "density"], "features-top", {"max": ".3f", "density": ".4f"})]
+    if r.explanations is not None and len(r.explanations):
+        out += [html.H4("Judge explanations (simulation correlation vs another feature's explanation)"),
+                _table(r.explanations, ["unit", "explanation", "score", "control_score", "judge"], "features-judge",
+                       {"score": ".3f", "control_score": ".3f"})]
+    return out
+
+
+def sae_metrics(e: dict[str, Any]) -> html.Table:
+    keys = ["n_tokens", "variance_explained", "fvu", "l0", "dead", "dense", "ce_clean", "ce_sae", "ce_zero",
+            "loss_recovered"]
+    return html.Table([html.Tbody([html.Tr([html.Th(k), html.Td(f"{e[k]:.4f}" if isinstance(e[k], float) else str(e[k]))])
+                                   for k in keys if k in e])], className="plain", id="sae-metrics")
+
+
+@view("sae")
+def sae_view(r: Any) -> list:
+    out = [html.P(f"TopK SAE on {r.site}: {r.n_latents} latents (d_in {r.d_in}), k={r.k}; {r.train_tokens:,} training "
+                  f"tokens of corpus {r.corpus_id}, {r.steps} steps in {r.seconds:.0f} s", className="note")]
+    if r.evaluation:
+        out += [html.H4("Held-out evaluation"), sae_metrics(r.evaluation)]
+    if len(r.curve):
+        fig = F.layer_lines({"training FVU": r.curve["fvu"].to_numpy()}, title="Training FVU (per logged step)",
+                            yaxis="FVU", height=300)
+        fig.update_xaxes(title="logged step")
+        out.append(graph(fig, "sae-curve"))
+    if r.frequency is not None:
+        out.append(graph(F.log_frequency(np.asarray(r.frequency)), "sae-frequency"))
+    return out
+
+
+@view("sae_eval")
+def sae_eval_view(r: Any) -> list:
+    return [html.P(["SAE ", dcc.Link(r.sae_id, href=f"/artifacts/{r.sae_id}"), f" at {r.site}"], className="note"),
+            sae_metrics(r.metrics), graph(F.log_frequency(np.asarray(r.frequency)), "sae-eval-frequency")]
+
+
+def unit_link(explained_by: str, unit: int, text: str | None = None) -> Any:
+    return dcc.Link(text or f"#{unit}", href=f"/features/{explained_by}?unit={unit}") if explained_by else f"#{unit}"
+
+
+def top_units_table(r: Any, id_: str = "top-units-table") -> html.Table:
+    head = html.Tr([html.Th(h) for h in ("kind", "source", "unit", "activation", "attribution", "top contexts")])
+    body = [html.Tr([html.Td(x.kind), html.Td(x.source), html.Td(unit_link(x.explained_by, int(x.unit))),
+                     html.Td(f"{x.activation:.3f}"), html.Td(f"{x.attribution:+.4f}"), html.Td(x.top_tokens or "")])
+            for x in r.units.itertuples()]
+    return html.Table([html.Thead(head), html.Tbody(body)], className="plain", id=id_)
+
+
+@view("top_units")
+def top_units_view(r: Any) -> list:
+    err = "; ".join(f"SAE {k} error term {v:+.4f}" for k, v in r.sae_error.items())
+    return [html.P(f"answer {r.answer!r} (logit {r.answer_logit:.3f}) at position {r.position}; attribution = "
+                   f"activation x gradient of that logit. {err}", className="note"), top_units_table(r)]
+
+
+@view("failure_features")
+def failure_features_view(r: Any) -> list:
+    c = r.meta.params
+    return [html.P(f"{r.n_wrong} wrong vs {r.n_right} right items ({c.get('groups')}); one-sided Fisher exact per "
+                   f"feature, {c.get('correction')}-corrected, alpha {c.get('alpha')}", className="note"),
+            html.Table([html.Thead(html.Tr([html.Th(h) for h in ("feature", "wrong", "right", "odds ratio", "p",
+                                                                  "p adjusted", "top contexts")])),
+                        html.Tbody([html.Tr([html.Td(unit_link(r.explained_by, int(t.feature))),
+                                             html.Td(f"{t.wrong_fired}/{r.n_wrong}"), html.Td(f"{t.right_fired}/{r.n_right}"),
+                                             html.Td(f"{t.odds_ratio:.2f}"), html.Td(f"{t.p:.3g}"),
+                                             html.Td(f"{t.p_adjusted:.3g}" + (" *" if t.significant else "")),
+                                             html.Td(t.top_tokens)]) for t in r.tests.head(50).itertuples()])],
+                       className="plain", id="failure-tests")]
+
+
 def trace_figures(r: Any, fact: int) -> list:
     """One fact's three causal-trace heatmaps (an empty figure for a kind not traced)."""
     import plotly.graph_objects as go
@@ -303,4 +418,5 @@ def circuit_view(r: Any) -> list:
                       html.Div(graph(curve, "circuit-faithfulness"), className="half")], className="row")]
 
 
-__all__ = ["view", "views", "provenance", "highlighted_tokens", "circuit_figures", "trace_figures"]
+__all__ = ["view", "views", "provenance", "highlighted_tokens", "circuit_figures", "trace_figures", "sae_metrics",
+           "top_units_table", "unit_link"]

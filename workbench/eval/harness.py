@@ -22,6 +22,8 @@ from typing import Any
 from workbench import settings
 from workbench.argtypes import SEED_MAX
 from workbench.errors import StoreError, TaskError, WorkbenchError
+from workbench.scoring import aggregates
+from workbench.scoring.aggregates import calibration
 from workbench.store import PartialRun, Run, RunStore
 from workbench.store.provenance import git_commit, hardware, package_versions, utc_now
 from workbench.store.publish import to_jsonable
@@ -205,8 +207,30 @@ def _chat_kwargs(built, lm) -> dict[str, Any]:
 
 
 # ---- per-chunk evaluation -------------------------------------------------------------------------
-def _sha(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+def prompt_hash(prompt: str) -> str:
+    """The item key's prompt hash: sha256 of the prompt exactly as the model saw it."""
+    return hashlib.sha256(prompt.encode("utf-8")).hexdigest()
+
+
+def prompt_text(inst) -> str:
+    """A request's prompt as stored (a chat-templated prompt that is not a string: its JSON)."""
+    prompt = inst.arguments[0]
+    return prompt if isinstance(prompt, str) else json.dumps(to_jsonable(prompt))
+
+
+def build_requests(built, doc_ids: list[int], lm=None) -> dict[int, list]:
+    """lm-eval's requests for the docs, by position in `doc_ids` (chat-templated when the task and `lm` say so).
+
+    All of a task's prompts are built up front, as lm-eval does, so few-shot draws do not depend on
+    chunking or on where a run was interrupted.
+    """
+    with _tqdm_off():
+        built.task.build_all_requests(samples=doc_ids, rank=0, world_size=1,
+                                      **(_chat_kwargs(built, lm) if lm is not None else {}))
+    by_pos: dict[int, list] = {}
+    for inst in built.task.instances:
+        by_pos.setdefault(inst.doc_id, []).append(inst)
+    return by_pos
 
 
 def _token_counter(lm) -> Callable[[str], int] | None:
@@ -247,13 +271,13 @@ def evaluate_chunk(lm, task, instances_by_pos: dict[int, list], positions: list[
     for p in positions:
         reqs = sorted(instances_by_pos[p], key=lambda x: x.idx)
         doc = reqs[0].doc
-        prompt = reqs[0].arguments[0]
+        prompt = prompt_text(reqs[0])
         target = task.doc_to_target(doc)
         row: dict[str, Any] = {
             "doc_id": doc_ids[p],
-            "prompt": prompt if isinstance(prompt, str) else json.dumps(to_jsonable(prompt)),
+            "prompt": prompt,
             "target": str(to_jsonable(target)),
-            "prompt_hash": _sha(prompt if isinstance(prompt, str) else json.dumps(to_jsonable(prompt))),
+            "prompt_hash": prompt_hash(prompt),
             "doc": json.dumps(to_jsonable(doc), ensure_ascii=False, default=str),
         }
         if task.OUTPUT_TYPE in ("multiple_choice", "loglikelihood"):
@@ -282,6 +306,8 @@ def evaluate_chunk(lm, task, instances_by_pos: dict[int, list], positions: list[
             if task.OUTPUT_TYPE == "generate_until":
                 pred = reqs[0].filtered_resps[fkey]
                 row[f"prediction{suffix}"] = str(pred[0] if isinstance(pred, list) and pred else pred)
+        if task.OUTPUT_TYPE == "multiple_choice":
+            row.update(calibration.sample_fields(row["loglikelihoods"], row["choices"], target, row.get("acc")))
         rows.append(row)
     return rows
 
@@ -297,21 +323,25 @@ def _estimate(part, metric: str, aggregation: str | None, seed: int) -> dict[str
     return mean_estimate(part[metric], seed=seed).to_dict()
 
 
+def metric_estimates(part, aggregations: dict[str, str], seed: int) -> dict[str, Any]:
+    """Each per-sample metric (a mean, or lm-eval's weighted ratio where the task declares one), then each
+    aggregate metric (a statistic of the items, e.g. ECE) with its bootstrap CI over items."""
+    out = {m: _estimate(part, m, aggregations.get(base_metric(m)), seed)
+           for m in metric_columns(part) if part[m].notna().any()}
+    out.update({name: aggregates.estimate(name, part, seed=seed).to_dict() for name in aggregates.available(part)})
+    return out
+
+
 def compute_metrics(df, manifest: dict[str, Any], seed: int) -> dict[str, Any]:
-    """Per task and per group: each metric's value (a mean, or lm-eval's weighted ratio where the task
-    declares one), stderr and 95% bootstrap CI."""
+    """Per task and per group: each metric's value, stderr and 95% bootstrap CI."""
     tasks = manifest["tasks"]
     out: dict[str, Any] = {"tasks": {}, "groups": {}}
     for name, part in df.groupby("task", sort=False):
-        aggs = (tasks.get(name) or {}).get("aggregations") or {}
-        out["tasks"][name] = {m: _estimate(part, m, aggs.get(base_metric(m)), seed)
-                              for m in metric_columns(part) if part[m].notna().any()}
+        out["tasks"][name] = metric_estimates(part, (tasks.get(name) or {}).get("aggregations") or {}, seed)
     for group in sorted({t.get("group") for t in tasks.values() if t.get("group")}):
-        part = df[df["group"] == group]
         aggs = {k: v for t in tasks.values() if t.get("group") == group for k, v in (t.get("aggregations") or {}).items()}
         # Pooled over items (lm-eval's weight_by_size for the MMLU group).
-        out["groups"][group] = {m: _estimate(part, m, aggs.get(base_metric(m)), seed)
-                                for m in metric_columns(part) if part[m].notna().any()}
+        out["groups"][group] = metric_estimates(df[df["group"] == group], aggs, seed)
     return out
 
 
@@ -410,15 +440,8 @@ class ChunkEvaluator:
     def _task(self, name: str) -> tuple[Any, dict[int, list]]:
         if name not in self._tasks:
             built = self._built.pop(name, None) or build_task(self.req, name)
-            # All of a task's prompts are built up front, as lm-eval does, so few-shot draws do not
-            # depend on chunking, on where a run was interrupted or on which worker runs a chunk.
-            with _tqdm_off():
-                built.task.build_all_requests(samples=self.doc_plan[name], rank=0, world_size=1,
-                                              **_chat_kwargs(built, self.lm))
-            by_pos: dict[int, list] = {}
-            for inst in built.task.instances:
-                by_pos.setdefault(inst.doc_id, []).append(inst)
-            self._tasks[name] = (built, by_pos)
+            # Built up front, so prompts do not depend on which worker runs a chunk either.
+            self._tasks[name] = (built, build_requests(built, self.doc_plan[name], self.lm))
         return self._tasks[name]
 
     def evaluate(self, chunk: Chunk) -> ChunkResult:
@@ -598,7 +621,7 @@ def run_eval(
                 raise StoreError(f"run {partial.run_id} is missing chunk {k} of {name}; resume it")
             for row in done[(name, k)]:
                 rows.append({"task": name, "group": built.spec.group, "subset": built.spec.subset, **row})
-    df = pd.DataFrame(rows)
+    df = calibration.whole_tasks(pd.DataFrame(rows))
     metrics = compute_metrics(df, partial.manifest, req.seed)
     timings["total_s"] = round(timings.get("total_s", 0.0) + time.time() - t0, 3)
     # This process's CPU seconds (all its threads): on a shared machine, wall time alone says little.

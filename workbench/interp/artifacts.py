@@ -35,6 +35,11 @@ KINDS: Registry[type] = Registry("artifact kind", package="workbench.interp", er
 _VERSIONED = ("torch", "transformers", "transformer_lens", "captum", "numpy", "safetensors", "scikit-learn")
 
 
+class Blobs(dict):
+    """Files kept in another library's own format (relative path -> bytes), e.g. an SAE's `sae/cfg.json`
+    and `sae/sae.safetensors`; stored as they are inside the artifact directory."""
+
+
 def artifacts_dir(override: str | os.PathLike | None = None) -> Path:
     return ArtifactStore(override).root
 
@@ -94,19 +99,24 @@ def save(result: Any, root: str | os.PathLike | None = None) -> str:
     meta.id = validate_artifact_id(meta.id or new_artifact_id(kind))
     meta.created = utc_now()
     meta.versions = package_versions(_VERSIONED)
-    arrays, tables, data = {}, {}, {}
+    arrays, tables, data, blobs, blob_fields = {}, {}, {}, {}, {}
     for f in dataclasses.fields(result):
         value = getattr(result, f.name)
         if f.name == "meta":
             continue
-        if isinstance(value, np.ndarray):
+        if isinstance(value, Blobs):
+            blobs.update(value)
+            blob_fields[f.name] = sorted(value)
+        elif isinstance(value, np.ndarray):
             arrays[f.name] = value
         elif isinstance(value, pd.DataFrame):
             tables[f.name] = value
         else:
             data[f.name] = value
     manifest = {**{k: v for k, v in dataclasses.asdict(meta).items() if k != "path"}, "data": data}
-    meta.path = ArtifactStore(root).save(manifest, arrays, tables)
+    if blob_fields:
+        manifest["blobs"] = blob_fields
+    meta.path = ArtifactStore(root).save(manifest, arrays, tables, blobs)
     return meta.id
 
 
@@ -124,6 +134,8 @@ def load(artifact_id: str, root: str | os.PathLike | None = None) -> Any:
         raise ArtifactError(f"artifact {artifact_id}: {exc}") from None
     arrays, tables = store.load_files(artifact_id, manifest)
     values: dict[str, Any] = {**dict(manifest.get("data") or {}), **arrays, **tables}
+    for name, rels in (manifest.get("blobs") or {}).items():
+        values[name] = Blobs({rel: store.read_blob(artifact_id, rel) for rel in rels})
     meta_fields = {f.name for f in dataclasses.fields(Meta)}
     try:
         meta = Meta(**{k: v for k, v in manifest.items() if k in meta_fields and k != "path"},
@@ -163,5 +175,5 @@ def list_artifacts(root: str | os.PathLike | None = None) -> list[dict[str, Any]
     return ArtifactStore(root).list()
 
 
-__all__ = ["ARRAYS_FILE", "FORMAT_VERSION", "KINDS", "ArtifactError", "Meta", "artifacts_dir", "kinds", "list_artifacts",
+__all__ = ["ARRAYS_FILE", "FORMAT_VERSION", "KINDS", "ArtifactError", "Blobs", "Meta", "artifacts_dir", "kinds", "list_artifacts",
            "load", "make_meta", "read_manifest", "register_kind", "save", "validate_artifact_id"]

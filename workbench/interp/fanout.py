@@ -16,7 +16,7 @@ def _apply(model: Any, item: tuple[str, SampleSource, argparse.Namespace | None]
     from workbench.interp.tools import TOOLS
 
     name, sample, args = item
-    return TOOLS.get(name).on_sample(model, sample, args)
+    return TOOLS.get(name).on_sample(model, sample, args=args)
 
 
 def run_on_samples(tool: Any, model_spec: str, samples: list[SampleSource], on_result: Callable[[SampleSource, Any], None],

@@ -3,7 +3,9 @@ on a stored eval sample. `workbench interp <tool>`, the dashboard's sample-panel
 many samples are all built from these descriptions; a new tool is one module that registers one.
 
 A tool's name is its artifact kind (`logit_lens`); its CLI command is the same name with dashes
-(`workbench interp logit-lens`). Its result dataclass is registered with `@register_kind(name)`.
+(`workbench interp logit-lens`) unless it names another (`cli`, e.g. `collect` for the kind
+`activations`; two words, `sae train`, make a subcommand group). Its result dataclass is registered
+with `@register_kind(name)`.
 """
 from __future__ import annotations
 
@@ -50,8 +52,8 @@ class Prompts:
 
 # (parsed CLI args, prompts, loaded HookedModel) -> keyword arguments of `run` (besides model and source)
 FromCli = Callable[[argparse.Namespace, Prompts, Any], dict[str, Any]]
-# (stored eval sample, loaded HookedModel) -> keyword arguments of `run`
-FromSample = Callable[[SampleSource, Any], dict[str, Any]]
+# (stored eval sample, loaded HookedModel[, artifact root if `uses_artifacts`]) -> keyword arguments of `run`
+FromSample = Callable[..., dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -65,17 +67,21 @@ class Tool:
                                     # "many": repeatable --prompt; "none"
     from_sample: FromSample | None = None  # None: not offered on a stored sample (dashboard, fan-out)
     aliases: tuple[str, ...] = ()   # former CLI names still accepted
+    cli: str = ""                   # the CLI command when it is not the name with dashes ("collect", "sae train")
+    uses_artifacts: bool = False    # from_sample also gets the artifact root (to find the artifacts it builds on)
 
     @property
     def command(self) -> str:
-        return self.name.replace("_", "-")
+        return self.cli or self.name.replace("_", "-")
 
-    def on_sample(self, model: Any, sample: SampleSource, args: argparse.Namespace | None = None) -> Any:
+    def on_sample(self, model: Any, sample: SampleSource, artifacts: Any = None,
+                  args: argparse.Namespace | None = None) -> Any:
         """Run the tool on a stored eval sample, linking the sample as the artifact's source; with `args` (a
         command line's), its flags apply as they do to `--run RUN --sample ID`, else the tool's defaults."""
         if self.from_sample is None:
             raise InterpError(f"{self.name} does not run on a single eval sample")
-        kwargs = (self.from_sample(sample, model) if args is None
+        extra = (artifacts,) if self.uses_artifacts else ()
+        kwargs = (self.from_sample(sample, model, *extra) if args is None
                   else self.from_cli(args, Prompts([sample.prompt], sample), model))
         return self.run(model, **kwargs, source=sample.link())
 

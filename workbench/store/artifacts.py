@@ -60,6 +60,15 @@ def validate_artifact_id(artifact_id: str) -> str:
     return validate_id(artifact_id, "artifact id", ArtifactError)
 
 
+def validate_blob_path(rel: str) -> str:
+    """A relative path inside an artifact (no '..', not absolute, not hidden, not a reserved name)."""
+    parts = rel.split("/")
+    if (not rel or rel.startswith("/") or any(not p or p.startswith(".") for p in parts)
+            or rel in (MANIFEST, ARRAYS_FILE) or rel.endswith(".parquet")):
+        raise ArtifactError(f"invalid file name {rel!r} inside an artifact")
+    return rel
+
+
 def new_artifact_id(kind: str) -> str:
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%d-%H%M%S")
     return f"{kind}-{stamp}-{uuid.uuid4().hex[:8]}"
@@ -74,8 +83,10 @@ class ArtifactStore:
     def path(self, artifact_id: str) -> Path:
         return self.root / validate_artifact_id(artifact_id)
 
-    def save(self, manifest: dict[str, Any], arrays: dict[str, np.ndarray], tables: dict[str, Any]) -> Path:
-        """Write arrays (safetensors), tables (Parquet) and the manifest, then publish in one rename."""
+    def save(self, manifest: dict[str, Any], arrays: dict[str, np.ndarray], tables: dict[str, Any],
+             blobs: dict[str, bytes] | None = None) -> Path:
+        """Write arrays (safetensors), tables (Parquet), blobs (files in another library's own format, by
+        relative path) and the manifest, then publish in one rename."""
         aid = validate_artifact_id(manifest["id"])
         ensure_root(self.root, "artifact root")
         final = self.root / aid
@@ -92,6 +103,11 @@ class ArtifactStore:
             for name, df in tables.items():
                 df.to_parquet(tmp / f"{name}.parquet", index=False)
                 files.append(f"{name}.parquet")
+            for rel, content in (blobs or {}).items():
+                path = tmp / validate_blob_path(rel)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(content)
+                files.append(rel)
             manifest = {"format": FORMAT_VERSION, **manifest,
                         "arrays": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in arrays.items()},
                         "tables": sorted(tables), "files": files, "sha256": digests(tmp, files)}
@@ -147,6 +163,13 @@ class ArtifactStore:
         except Exception as exc:  # safetensors / pyarrow raise several types for a damaged file
             raise ArtifactError(f"artifact {artifact_id}: cannot read its files ({type(exc).__name__}: {exc})") from None
         return arrays, tables
+
+    def read_blob(self, artifact_id: str, rel: str) -> bytes:
+        """One file stored in another library's format (its digest is checked by `load_files`/`verify`)."""
+        path = self.path(artifact_id) / validate_blob_path(rel)
+        if not path.is_file():
+            raise ArtifactError(f"artifact {artifact_id}: {rel} is missing")
+        return path.read_bytes()
 
     def scan(self) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
         """(manifests of complete artifacts oldest first, [(path, why) for each unreadable entry])."""

@@ -13,7 +13,10 @@ Direction = Literal["higher", "lower", "zero"]
 ID_COLUMNS = ("task", "group", "subset", "doc_id")
 TEXT_COLUMNS = ("prompt", "target", "target_text", "prompt_hash", "doc", "choices", "loglikelihoods",
                 "is_greedy", "prediction", "generation")
-NON_METRIC = frozenset(ID_COLUMNS + TEXT_COLUMNS)
+# Per-sample numbers that describe an answer but are not scores with a better direction (calibration's
+# `confidence` feeds the ECE aggregate; its mean is shown beside accuracy, never paired on its own).
+AUX_COLUMNS = ("confidence",)
+NON_METRIC = frozenset(ID_COLUMNS + TEXT_COLUMNS + AUX_COLUMNS)
 
 # lm-eval's usual headline metrics, in order of preference, when a task does not declare its own.
 PRIMARY_METRICS = ("acc", "exact_match", "pass@1", "mc2", "acc_norm", "f1", "refusal")
