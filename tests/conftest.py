@@ -2,6 +2,7 @@
 torch or the HF stack is imported anywhere in the test session."""
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -141,3 +142,116 @@ def derive_run(store, src: str, dst: str, edit, manifest_edit=None) -> None:
     if manifest_edit is not None:
         manifest = manifest_edit(manifest)
     store.publish(store.create(dst, manifest), df, compute_metrics(df, manifest, 0))
+
+
+# ---- a real Ray cluster on this machine: a head node and a second node joined with `ray start --address` --
+class RayCluster:
+    """Two Ray nodes on 127.0.0.1 (1 CPU each, small object stores), token-authenticated, started by the
+    tests and torn down by process group (never `ray stop`, which would kill every Ray on the machine)."""
+
+    def __init__(self, root: Path) -> None:
+        import secrets
+        import socket
+
+        self.root = root
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        token = root / "token"
+        token.write_text(secrets.token_hex(32))
+        self.env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token),
+                        RAY_USAGE_STATS_ENABLED="0", PYTHONPATH=str(TESTS.parent))
+        self.address = f"127.0.0.1:{self.port}"
+        self.procs: list[subprocess.Popen] = []
+
+    def _start(self, *args: str, log: str) -> None:
+        ray = Path(sys.executable).parent / "ray"
+        cmd = [str(ray), "start", "--block", "--node-ip-address=127.0.0.1", "--num-cpus=1",
+               "--object-store-memory=100000000", "--disable-usage-stats", *args]
+        with open(self.root / log, "w") as out:
+            self.procs.append(subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=self.env,
+                                               start_new_session=True))
+
+    def nodes_alive(self) -> int:
+        code = (f"import ray; ray.init(address={self.address!r}, logging_level='ERROR'); "
+                "print(sum(n['Alive'] for n in ray.nodes()))")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=self.env, timeout=120)
+        return int(out.stdout.strip() or 0)
+
+    def start(self, timeout: float = 240) -> None:
+        import time
+
+        self._start("--head", f"--port={self.port}", "--include-dashboard=false",
+                    f"--temp-dir={self.root / 't'}", log="head.log")
+        self._wait(lambda: "Ray runtime started" in (self.root / "head.log").read_text(), timeout, "head.log")
+        self._start(f"--address={self.address}", log="node.log")
+        t0 = time.time()
+        while self.nodes_alive() < 2:
+            if time.time() - t0 > timeout:
+                raise RuntimeError("the second Ray node did not join:\n" + (self.root / "node.log").read_text()[-2000:])
+            time.sleep(2)
+
+    def _wait(self, ok, timeout: float, log: str) -> None:
+        import time
+
+        t0 = time.time()
+        while not ok():
+            if time.time() - t0 > timeout or any(p.poll() is not None for p in self.procs):
+                raise RuntimeError(f"Ray did not start:\n{(self.root / log).read_text()[-2000:]}")
+            time.sleep(0.5)
+
+    def _members(self) -> dict[int, str]:
+        """pid -> process title of every process of this cluster (each node's `ray start` leads a session)."""
+        sessions = {p.pid for p in self.procs}
+        found = {}
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                if os.getsid(int(proc.name)) in sessions:
+                    found[int(proc.name)] = (proc / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+            except (OSError, ProcessLookupError):
+                continue
+        return found
+
+    def worker_pids(self, method: str = "") -> list[int]:
+        """Processes of this cluster running our actor (executing `method`, if given)."""
+        return [pid for pid, title in self._members().items()
+                if title.startswith("ray::_Worker") and (not method or title.startswith(f"ray::_Worker.{method}"))]
+
+    def stop(self) -> None:
+        import signal
+        import time
+
+        for p in reversed(self.procs):  # the node first, then the head; each takes its children with it
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGTERM)
+        deadline = time.time() + 5
+        for p in self.procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(timeout=max(0.1, deadline - time.time()))
+        for p in self.procs:  # whatever ignored SIGTERM (gcs_server often does)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+        for pid in self._members():  # Ray workers run in process groups of their own, in the same sessions
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A running two-node Ray cluster on 127.0.0.1; `.address` to join it, `.env` for the processes that do."""
+    import shutil
+    import tempfile
+
+    pytest.importorskip("ray", reason="the distributed extra is not installed (pip install -e '.[distributed]')")
+    # Ray's unix socket paths must stay short: a temp dir of our own under /tmp, not pytest's deep one.
+    root = Path(tempfile.mkdtemp(prefix="wbray-", dir="/tmp"))
+    cluster = RayCluster(root)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)

@@ -42,3 +42,15 @@ def test_the_run_being_scored_wins_over_the_environment(monkeypatch):
     with settings.using_scoring(settings.Scoring(sandbox_timeout_s=9)):
         assert settings.scoring().sandbox_timeout_s == 9
     assert settings.scoring().sandbox_timeout_s == 3
+
+
+def test_ray_workers_get_this_process_environment(monkeypatch):
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", "/data/mirror")
+    monkeypatch.setenv("PYTHONPATH", "/src")
+    monkeypatch.delenv("WORKBENCH_DEVICE", raising=False)
+    env = settings.worker_environment(threads=3, gpu=True)
+    assert env["WORKBENCH_DATA_DIR"] == "/data/mirror" and env["PYTHONPATH"] == "/src"
+    assert env["WORKBENCH_THREADS"] == env["OMP_NUM_THREADS"] == "3" and env["WORKBENCH_DEVICE"] == "cuda"
+    assert env["OMP_WAIT_POLICY"] == "PASSIVE" and env["HF_HUB_OFFLINE"] == "1"
+    monkeypatch.setenv("WORKBENCH_DEVICE", "cuda:1")
+    assert settings.worker_environment(gpu=True)["WORKBENCH_DEVICE"] == "cuda:1"

@@ -99,6 +99,36 @@ def threads() -> int | None:
     return int(value) if value and value.isdigit() and int(value) > 0 else None
 
 
+def device() -> str:
+    """Torch device for the hf/gguf backends (WORKBENCH_DEVICE: cpu (default), cuda, cuda:N, mps, or auto =
+    cuda when available). Recorded in the run manifest (model.extra.device): CPU and GPU numbers differ slightly."""
+    value = (os.environ.get("WORKBENCH_DEVICE") or "cpu").strip()
+    if value == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return value
+
+
+def worker_environment(threads: int | None = None, gpu: bool = False) -> dict[str, str]:
+    """The environment a Ray worker process needs to behave like this one: every WORKBENCH_* variable, the
+    offline and threading flags, PYTHONPATH; with `threads`, its torch/OpenMP thread count; with `gpu`, the
+    GPU Ray gave it as the device (unless WORKBENCH_DEVICE says otherwise)."""
+    keys = [k for k in os.environ if k.startswith("WORKBENCH_")] + [*_ALWAYS, *_OFFLINE, "PYTHONPATH"]
+    env = {k: os.environ[k] for k in keys if k in os.environ}
+    if threads:
+        env["WORKBENCH_THREADS"] = env["OMP_NUM_THREADS"] = str(threads)
+    if gpu:
+        env.setdefault("WORKBENCH_DEVICE", "cuda")
+    return env
+
+
+def ray_object_store_bytes() -> int:
+    """Object store of a local Ray instance (WORKBENCH_RAY_OBJECT_STORE_MB, default 256 MB): results are small."""
+    value = os.environ.get("WORKBENCH_RAY_OBJECT_STORE_MB", "256")
+    return (int(value) if value.isdigit() and int(value) >= 80 else 256) * 2**20
+
+
 def sandbox_workers() -> int:
     """Programs run at once by the code sandbox (WORKBENCH_SANDBOX_WORKERS, default 2)."""
     value = os.environ.get("WORKBENCH_SANDBOX_WORKERS", "2")

@@ -53,13 +53,17 @@ def test_doc_selection_is_seeded_and_limit_is_first_n():
     assert T.select_docs("t", 3, limit=None, n=10, seed=1) == [0, 1, 2]
 
 
-def test_quick_suite_is_stratified_over_mmlu_subjects(real_data_dir):
+def test_quick_suite_draws_seeded_subjects_and_items(real_data_dir):
     from workbench.eval.harness import EvalRequest, plan_tasks
 
     planned = plan_tasks(EvalRequest(model="smollm2-135m", suite="quick", data_dir=str(real_data_dir)))
     per_task = {b.spec.name: ids for b, ids in planned}
     mmlu = [n for n in per_task if n.startswith("mmlu_") and not n.startswith("mmlu_cloze")]
-    assert len(mmlu) == 57 and all(len(per_task[n]) == 1 for n in mmlu)
+    assert len(mmlu) == 12 and all(len(per_task[n]) == 4 for n in mmlu)  # 12 subjects x 4 items
+    cloze = [n for n in per_task if n.startswith("mmlu_cloze_")]
+    assert len(cloze) == 57 and all(len(per_task[n]) == 1 for n in cloze)  # stratified over every subject
     assert len(per_task["arc_easy"]) == 40
     again = plan_tasks(EvalRequest(model="smollm2-135m", suite="quick", data_dir=str(real_data_dir)))
     assert per_task == {b.spec.name: ids for b, ids in again}
+    other_seed = plan_tasks(EvalRequest(model="smollm2-135m", suite="quick", data_dir=str(real_data_dir), seed=7))
+    assert {b.spec.name for b, _ in other_seed if b.spec.group == "mmlu"} != set(mmlu)  # the subjects are seeded

@@ -11,7 +11,8 @@ from workbench.commands import command
 from workbench.commands._common import JSON, STORE, json_safe
 
 
-def cmd_compare(args: argparse.Namespace) -> int:
+def compare_and_report(run_ids: list[str], args: argparse.Namespace, seed: int) -> int:
+    """Compare stored runs (the first is the baseline), write the report, print the paired deltas or JSON."""
     from workbench.analysis.calibration import calibration_rows
     from workbench.analysis.compare import compare_runs, load_runs
     from workbench.analysis.contamination import split_by_contamination
@@ -19,11 +20,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from workbench.store.contamination import ContaminationStore
 
     report_dir(args.out)  # an unwritable --out fails before the comparison is computed
-    result = ContaminationStore(args.store).load(args.contamination) if args.contamination else None
-    comparison = compare_runs(load_runs(args.runs, args.store), correction=args.correction, seed=args.seed,
+    contamination = getattr(args, "contamination", None)  # `workbench sweep` has no such flag
+    result = ContaminationStore(args.store).load(contamination) if contamination else None
+    comparison = compare_runs(load_runs(run_ids, args.store), correction=args.correction, seed=seed,
                               allow_config_diff=args.allow_config_diff)
-    calibration = calibration_rows(comparison, seed=args.seed)
-    split = split_by_contamination(comparison, result, seed=args.seed) if result is not None else None
+    calibration = calibration_rows(comparison, seed=seed)
+    split = split_by_contamination(comparison, result, seed=seed) if result is not None else None
     paths = write_report(comparison, args.out, alpha=args.alpha, calibration=calibration, contamination=split)
     if args.json:
         print(json.dumps(json_safe(dict(comparison.to_json(), calibration=[r.to_dict() for r in calibration],
@@ -48,6 +50,21 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    return compare_and_report(args.runs, args, args.seed)
+
+
+def add_report_flags(p: argparse.ArgumentParser) -> None:
+    """The comparison's options (shared with `workbench sweep`)."""
+    p.add_argument("--out", type=path, default="reports", help="report directory (default: reports/)")
+    p.add_argument("--correction", default="holm", choices=list(CORRECTIONS),
+                   help="multiple-comparison correction across tasks and subjects (default holm)")
+    p.add_argument("--alpha", type=float_in(0, 1, low_open=True, high_open=True), default=0.05,
+                   help="significance level marked in the report (default 0.05)")
+    p.add_argument("--allow-config-diff", action="store_true",
+                   help="compare runs scored under different settings (judge, sandbox limits); the report shows them")
+
+
 @command("compare", order=30)
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
@@ -59,13 +76,7 @@ def register(subparsers: Any) -> None:
                     "items (--contamination), flipped items and a manifest diff.",
         epilog="Example: workbench compare RUN_A RUN_B --out reports/ --json")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run ids; the first is the baseline")
-    p.add_argument("--out", type=path, default="reports", help="report directory (default: reports/)")
-    p.add_argument("--correction", default="holm", choices=list(CORRECTIONS),
-                   help="multiple-comparison correction across tasks and subjects (default holm)")
-    p.add_argument("--alpha", type=float_in(0, 1, low_open=True, high_open=True), default=0.05,
-                   help="significance level marked in the report (default 0.05)")
-    p.add_argument("--allow-config-diff", action="store_true",
-                   help="compare runs scored under different settings (judge, sandbox limits); the report shows them")
+    add_report_flags(p)
     p.add_argument("--contamination", type=path, metavar="ID",
                    help="a contamination result (`workbench contamination`): accuracy on clean vs contaminated items")
     p.add_argument("--seed", type=rng_seed, default=0, help="bootstrap seed (default 0)")

@@ -9,9 +9,9 @@ import argparse
 import sys
 from typing import Any
 
-from workbench.argtypes import path
+from workbench.argtypes import int_at_least, path
 from workbench.commands import command
-from workbench.commands._common import ARTIFACTS
+from workbench.commands._common import ARTIFACTS, CLUSTER, cluster_from_args
 from workbench.errors import WorkbenchError
 from workbench.settings import STORE_HELP
 
@@ -35,12 +35,50 @@ def _prompts(tool: Any, args: argparse.Namespace) -> Any:
     return Prompts(typed)
 
 
+def cmd_fan_out(tool: Any, args: argparse.Namespace) -> int:
+    """`--run RUN --samples SELECTOR`: the tool on every selected sample, one artifact each."""
+    from tqdm import tqdm
+
+    from workbench.interp import artifacts
+    from workbench.interp.fanout import run_on_samples
+    from workbench.interp.sources import select
+
+    if args.sample or args.prompt:
+        raise WorkbenchError("--samples takes the prompts from the run; drop --sample/--prompt")
+    if not args.run:
+        raise WorkbenchError("--samples needs --run RUN_ID (the stored eval run to take them from)")
+    samples = select(args.run, args.samples, task=args.task, store=args.store, limit=args.max_samples)
+    if not samples:
+        raise WorkbenchError(f"no sample of run {args.run} matches --samples {args.samples}"
+                             f"{' --task ' + args.task if args.task else ''}")
+    cluster = cluster_from_args(args)
+    bar = tqdm(total=len(samples), desc=f"interp {tool.command}", unit="sample", disable=args.quiet, dynamic_ncols=True)
+
+    def save(sample: Any, result: Any) -> None:
+        bar.write(artifacts.save(result, args.artifacts), file=sys.stdout)
+        bar.update(1)
+
+    try:
+        flags = argparse.Namespace(**{k: v for k, v in vars(args).items() if k != "func"})  # what travels to workers
+        how = run_on_samples(tool, args.model, samples, save, cluster=cluster, args=flags)
+    finally:
+        bar.close()
+    if not args.quiet:
+        where = f" on {how['workers']} Ray workers" if how["mode"] == "ray" else ""
+        print(f"{len(samples)} artifacts{where} in {artifacts.artifacts_dir(args.artifacts)}", file=sys.stderr)
+    return 0
+
+
 def cmd_tool(args: argparse.Namespace) -> int:
     from workbench.interp import artifacts
     from workbench.interp.hooks import load_hooked
     from workbench.interp.tools import TOOLS
 
     tool = TOOLS.get(args.tool)
+    if getattr(args, "samples", None):
+        return cmd_fan_out(tool, args)
+    if getattr(args, "workers", None) or getattr(args, "ray_address", None):
+        raise WorkbenchError("--workers fans a tool out over many samples: add --run RUN_ID --samples SELECTOR")
     prompts = _prompts(tool, args)
     if tool.prompt == "one":
         prompts.text  # noqa: B018  (fail on a missing prompt before loading the model)
@@ -55,8 +93,11 @@ def cmd_tool(args: argparse.Namespace) -> int:
 
 
 def _add_tool(sub: Any, tool: Any, name: str | None = None) -> None:
-    p = sub.add_parser(name or tool.command, aliases=list(tool.aliases), parents=[ARTIFACTS],
-                       help=tool.help.replace("%", "%%"), description=tool.help + ". Saves one artifact and prints its id.")
+    many = tool.from_sample is not None  # runs on stored samples: can fan out over a run's samples
+    p = sub.add_parser(name or tool.command, aliases=list(tool.aliases), parents=[ARTIFACTS, *([CLUSTER] if many else [])],
+                       help=tool.help.replace("%", "%%"),
+                       description=tool.help + ". Saves one artifact and prints its id"
+                       + (" (with --samples: one per sample, on --workers N Ray workers if given)." if many else "."))
     p.add_argument("--model", required=True,
                    help="model spec with torch weights: an alias (smollm2-135m, gemma3-270m), gguf:FILE or hf:DIR")
     if tool.prompt != "none":
@@ -66,8 +107,14 @@ def _add_tool(sub: Any, tool: Any, name: str | None = None) -> None:
             p.add_argument("--prompt", help="the prompt text")
         p.add_argument("--run", help="take the prompt from this stored eval run ...")
         p.add_argument("--sample", help="... and this sample's doc_id")
-        p.add_argument("--task", help="the sample's task, when several tasks of the run share the doc_id")
+        p.add_argument("--task", help="the sample's task, when several tasks of the run share the doc_id "
+                                       "(with --samples: only this task's or group's samples)")
         p.add_argument("--store", type=path, help=STORE_HELP)
+    if many:
+        p.add_argument("--samples", metavar="SELECTOR",
+                       help="run on many samples of --run: wrong, correct (by the task's primary metric), all, or "
+                            "comma-separated doc ids; prints one artifact id per line")
+        p.add_argument("--max-samples", type=int_at_least(1), metavar="N", help="at most N of them (run order)")
     for a in tool.args:
         p.add_argument(*a.flags, **a.options)
     p.add_argument("--quiet", action="store_true", help="print only the artifact id")

@@ -322,10 +322,36 @@ def read_split(
         raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
+_LOADED: dict[tuple, tuple[Any, list[FileRecord]]] = {}
+
+
+def _stamp(bench: Benchmark, subset: str | None, root: Path) -> tuple:
+    """(size, mtime) of every split file: a loaded dataset is reused only while its files are unchanged."""
+    out = []
+    for split in bench.splits:
+        try:
+            st = (root / bench.split_path(split, subset)).stat()
+            out.append((st.st_size, st.st_mtime_ns))
+        except OSError:
+            out.append(None)
+    return tuple(out)
+
+
 def load_dataset(
     bench: Benchmark, subset: str | None, data_dir: str | os.PathLike | None = None
 ) -> tuple[Any, list[FileRecord]]:
-    """A datasets.DatasetDict of every declared split, read from the mirror (or the hub, if online)."""
+    """A datasets.DatasetDict of every declared split, read from the mirror (or the hub, if online).
+    Loaded once per process while the files are unchanged (MMLU and MMLU-cloze read the same files)."""
+    root = settings.data_dir(data_dir)
+    key = (bench.name, subset, str(root), _stamp(bench, subset, root))
+    if key not in _LOADED:
+        if len(_LOADED) >= 512:  # bound the memory of a long-lived process (the dashboard's jobs)
+            _LOADED.clear()
+        _LOADED[key] = _load_dataset(bench, subset, data_dir)
+    return _LOADED[key]
+
+
+def _load_dataset(bench: Benchmark, subset: str | None, data_dir: str | os.PathLike | None) -> tuple[Any, list[FileRecord]]:
     import datasets
 
     splits, records = {}, []

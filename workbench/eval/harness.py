@@ -12,6 +12,7 @@ import datetime as _dt
 import hashlib
 import json
 import logging
+import random
 import secrets
 import time
 from collections.abc import Callable
@@ -134,9 +135,12 @@ def plan_tasks(req: EvalRequest) -> list[tuple[Any, list[int]]]:
     planned = []
     for entry, opts in entries.items():
         specs = T.resolve([entry])
+        if opts.get("subsets") is not None and opts["subsets"] < len(specs):  # a seeded sample of a group's subtasks
+            picked = set(random.Random(f"{req.seed}:{entry}:subsets").sample(range(len(specs)), opts["subsets"]))
+            specs = [spec for k, spec in enumerate(specs) if k in picked]
         per_subset = opts.get("per_subset")
         for spec in specs:
-            built = T.build(spec, req.data_dir, req.num_fewshot, fewshot_seed=req.seed)
+            built = build_task(req, spec.name)
             n_docs = len(built.task.eval_docs)
             n = per_subset if per_subset is not None else opts.get("n")
             planned.append((built, T.select_docs(spec.name, n_docs, limit=req.limit, n=n, seed=req.seed)))
@@ -150,6 +154,13 @@ def ratio_aggregations(task) -> dict[str, str]:
 
     names = {m: getattr(fn, "__name__", "") for m, fn in (task.aggregation() or {}).items()}
     return {m: a for m, a in names.items() if a in RATIO_AGGREGATIONS}
+
+
+def build_task(req: EvalRequest, name: str):
+    """One planned task, built as every process of the run builds it (same data, few-shot seed)."""
+    from workbench.eval import tasks as T
+
+    return T.build(T.resolve([name])[0], req.data_dir, req.num_fewshot, fewshot_seed=req.seed)
 
 
 def _task_manifest(built, doc_ids: list[int], chunk_size: int, chat_template: bool,
@@ -176,13 +187,17 @@ def _task_manifest(built, doc_ids: list[int], chunk_size: int, chat_template: bo
     }
 
 
+def has_chat_template(lm) -> bool:
+    """The loaded model can render prompts with a chat template of its own."""
+    return callable(getattr(lm, "apply_chat_template", None)) and bool(
+        getattr(getattr(lm, "tokenizer", None), "chat_template", None))
+
+
 def uses_chat_template(built, lm) -> bool:
     """A task declared `chat_template: true` is rendered with the model's chat template if it has
     one (lm-eval's --apply_chat_template --fewshot_as_multiturn); a model without one (a base model,
     the llama.cpp backend) gets the plain prompt. The manifest records which applied."""
-    has_template = callable(getattr(lm, "apply_chat_template", None)) and bool(
-        getattr(getattr(lm, "tokenizer", None), "chat_template", None))
-    return bool(built.spec.chat_template) and has_template
+    return bool(built.spec.chat_template) and has_chat_template(lm)
 
 
 def _chat_kwargs(built, lm) -> dict[str, Any]:
@@ -375,10 +390,101 @@ def _check_scoring(scoring: settings.Scoring) -> None:
     JUDGES.get(scoring.refusal_judge)
 
 
+# ---- chunks: the unit of work, journalled one by one ---------------------------------------------
+@dataclass(frozen=True)
+class Chunk:
+    """Docs `positions` (indices into the task's planned doc ids) of one task; number `index` in its journal."""
+
+    task: str
+    index: int
+    positions: tuple[int, ...]
+
+
+@dataclass
+class ChunkResult:
+    """A finished chunk: its per-sample rows, generation counters and compute seconds."""
+
+    chunk: Chunk
+    rows: list[dict]
+    generation: dict[str, float]
+    seconds: float
+
+
+def plan_chunks(doc_plan: dict[str, list[int]], chunk_size: int) -> list[Chunk]:
+    """Every chunk of the run, in plan order (fixed by the plan, so a resumed run chunks alike)."""
+    return [Chunk(name, k, tuple(range(i, min(i + chunk_size, len(ids)))))
+            for name, ids in doc_plan.items() for k, i in enumerate(range(0, len(ids), chunk_size))]
+
+
+class ChunkEvaluator:
+    """One loaded model and the run's plan; evaluates chunks. The driver holds one in a local run; in a
+    distributed run (`workbench.eval.distributed`) each worker process holds its own."""
+
+    def __init__(self, req: EvalRequest, doc_plan: dict[str, list[int]], scoring: dict[str, Any],
+                 built: dict[str, Any] | None = None) -> None:
+        from workbench.eval.models import load_model
+
+        _quiet_lm_eval()
+        self.req, self.doc_plan, self._built = req, doc_plan, dict(built or {})
+        self.scoring = settings.Scoring.from_dict(scoring)
+        t = time.time()
+        self.lm = load_model(req.model, dtype=req.dtype, batch_size=req.batch_size, seed=req.seed)
+        self.load_s = time.time() - t
+        self._tasks: dict[str, tuple[Any, dict[int, list]]] = {}
+
+    def describe(self) -> dict[str, Any]:
+        """What the manifest needs from the loaded model."""
+        return {"model": self.lm.info.to_dict(), "chat_template": has_chat_template(self.lm),
+                "load_s": round(self.load_s, 3)}
+
+    def _task(self, name: str) -> tuple[Any, dict[int, list]]:
+        if name not in self._tasks:
+            built = self._built.pop(name, None) or build_task(self.req, name)
+            # Built up front, so prompts do not depend on which worker runs a chunk either.
+            self._tasks[name] = (built, build_requests(built, self.doc_plan[name], self.lm))
+        return self._tasks[name]
+
+    def evaluate(self, chunk: Chunk) -> ChunkResult:
+        built, by_pos = self._task(chunk.task)
+        t = time.perf_counter()
+        gen: dict[str, float] = {}
+        with settings.using_scoring(self.scoring):
+            rows = evaluate_chunk(self.lm, built.task, by_pos, list(chunk.positions), self.doc_plan[chunk.task],
+                                  gen_stats=gen)
+        return ChunkResult(chunk, rows, gen, time.perf_counter() - t)
+
+    def close(self) -> None:
+        self.lm.close()
+
+
+def _evaluate(evaluator: ChunkEvaluator, chunk: Chunk) -> ChunkResult:
+    return evaluator.evaluate(chunk)
+
+
+class LocalExecutor:
+    """Runs the chunks in this process, in plan order, on the tasks the driver already built."""
+
+    def __init__(self, built: dict[str, Any]) -> None:
+        self.built = built
+        self.evaluator: ChunkEvaluator | None = None
+
+    def start(self, req: EvalRequest, doc_plan: dict[str, list[int]], scoring: dict[str, Any]) -> list[dict]:
+        self.evaluator = ChunkEvaluator(req, doc_plan, scoring, self.built)
+        return [self.evaluator.describe()]
+
+    def run(self, chunks: list[Chunk], on_result: Callable[[ChunkResult], None]) -> None:
+        for chunk in chunks:
+            on_result(self.evaluator.evaluate(chunk))
+
+    def session(self) -> dict[str, Any]:
+        return {"mode": "local", "workers": 1, "threads": settings.threads()}
+
+    def close(self) -> None:
+        if self.evaluator is not None:
+            self.evaluator.close()
+
+
 # ---- the run ------------------------------------------------------------------------------------
-ProgressFactory = Callable[[int, str], Any]
-
-
 def run_eval(
     req: EvalRequest | None = None,
     *,
@@ -387,15 +493,20 @@ def run_eval(
     run_id: str | None = None,
     progress: bool = True,
     on_start: Callable[[str], None] | None = None,
+    cluster: Any = None,
 ) -> Run:
-    """Evaluate (or resume) a run and publish it to the store; returns the complete Run."""
+    """Evaluate (or resume) a run and publish it to the store; returns the complete Run.
+
+    `cluster` (a `workbench.eval.distributed.Cluster`) runs the chunks on Ray workers; this process
+    alone writes the store either way.
+    """
     import pandas as pd
     from tqdm import tqdm
 
-    from workbench.eval.models import load_model, parse_spec
+    from workbench.eval.models import parse_spec
 
     _quiet_lm_eval()
-    t0 = time.time()
+    t0, cpu0 = time.time(), time.process_time()
     if resume is not None:
         partial = store.open_partial(resume)
         req, scoring = _resume_plan(partial)
@@ -431,16 +542,22 @@ def run_eval(
             store.check_new(run_id)
         else:
             store.ensure_root()
-    t_load = time.time()
-    lm = load_model(req.model, dtype=req.dtype, batch_size=req.batch_size)
-    load_s = time.time() - t_load
+    if cluster is not None:
+        from workbench.eval.distributed import RayExecutor
+
+        executor: Any = RayExecutor(cluster, _evaluate, ChunkEvaluator)
+    else:
+        executor = LocalExecutor({b.spec.name: b for b, _ in planned})
     try:
+        described = executor.start(req, doc_plan, scoring.to_dict())
+        info = described[0]
         if resume is None:
             manifest = {
                 "created": utc_now(),
                 "request": asdict(req),
-                "model": lm.info.to_dict(),
-                "tasks": {b.spec.name: _task_manifest(b, ids, req.chunk_size, uses_chat_template(b, lm), scoring)
+                "model": info["model"],
+                "tasks": {b.spec.name: _task_manifest(b, ids, req.chunk_size,
+                                                      bool(b.spec.chat_template) and info["chat_template"], scoring)
                           for b, ids in planned},
                 "scoring": scoring.to_dict(),
                 "suite": req.suite,
@@ -452,42 +569,47 @@ def run_eval(
                 "hardware": hardware(),
             }
             partial = store.create(new_run_id(req.model) if run_id is None else run_id, manifest)
-        elif lm.info.sha256 != partial.manifest["model"]["sha256"]:
+        elif info["model"]["sha256"] != partial.manifest["model"]["sha256"]:
             raise StoreError(f"cannot resume {resume}: the model's weights changed since it started")
         if on_start:
             on_start(partial.run_id)
+        # Recorded before any work, so a session that is killed still shows in the manifest.
+        session = dict(executor.session(), started=utc_now())
+        partial.manifest.setdefault("execution", []).append(session)
+        partial.save_manifest()
         done = partial.finished_chunks()
         _check_journal(partial, done, doc_plan, req.chunk_size)
         timings = partial.manifest.setdefault("timings", {"tasks": {}})
-        timings.setdefault("model_load_s", []).append(round(load_s, 3))
+        timings.setdefault("model_load_s", []).extend(d["load_s"] for d in described)
+        todo = [c for c in plan_chunks(doc_plan, req.chunk_size) if (c.task, c.index) not in done]
         total = sum(len(ids) for ids in doc_plan.values())
-        already = sum(len(r) for r in done.values())
-        bar = tqdm(total=total, initial=already, desc="eval", unit="doc", disable=not progress, dynamic_ncols=True)
-        for built, _ in planned:
-            name = built.spec.name
-            ids = doc_plan[name]
-            chunks = [list(range(i, min(i + req.chunk_size, len(ids)))) for i in range(0, len(ids), req.chunk_size)]
-            todo = [k for k in range(len(chunks)) if (name, k) not in done]
-            if not todo:
-                continue
-            bar.set_description(f"eval {name}")
-            t_task = time.time()
-            by_pos = build_requests(built, ids, lm)
-            gen = timings.setdefault("generation", {}).get(name, {})
-            for k in todo:
-                with settings.using_scoring(scoring):
-                    rows = evaluate_chunk(lm, built.task, by_pos, chunks[k], ids, gen_stats=gen)
-                partial.append_chunk(name, k, rows)
-                bar.update(len(rows))
-            timings["tasks"][name] = round(timings["tasks"].get(name, 0.0) + time.time() - t_task, 3)
-            if gen:
-                if gen.get("tokens") and gen["seconds"] > 0:
+        # One bar for the whole run: samples across tasks and workers, with tqdm's rate and ETA.
+        bar = tqdm(total=total, initial=total - sum(len(c.positions) for c in todo), desc="eval", unit="sample",
+                   disable=not progress, dynamic_ncols=True, smoothing=0.1)
+        generation = timings.setdefault("generation", {})
+
+        def finished(result: ChunkResult) -> None:
+            name = result.chunk.task
+            partial.append_chunk(name, result.chunk.index, result.rows)
+            timings["tasks"][name] = round(timings["tasks"].get(name, 0.0) + result.seconds, 3)
+            if result.generation:
+                gen = generation.setdefault(name, {})
+                for key, value in result.generation.items():
+                    gen[key] = gen.get(key, 0) + value
+                if gen.get("tokens") and gen.get("seconds", 0) > 0:
                     gen["tokens_per_s"] = round(gen["tokens"] / gen["seconds"], 2)
-                timings["generation"][name] = gen
+            bar.set_postfix_str(name, refresh=False)
+            bar.update(len(result.rows))
+
+        t_run = time.time()
+        try:
+            executor.run(todo, finished)
+        finally:
+            bar.close()
+            session.update(executor.session(), ended=utc_now(), eval_s=round(time.time() - t_run, 3))
             partial.save_manifest()
-        bar.close()
     finally:
-        lm.close()
+        executor.close()
 
     done = partial.finished_chunks()
     rows = []
@@ -502,6 +624,8 @@ def run_eval(
     df = calibration.whole_tasks(pd.DataFrame(rows))
     metrics = compute_metrics(df, partial.manifest, req.seed)
     timings["total_s"] = round(timings.get("total_s", 0.0) + time.time() - t0, 3)
+    # This process's CPU seconds (all its threads): on a shared machine, wall time alone says little.
+    timings["driver_cpu_s"] = round(timings.get("driver_cpu_s", 0.0) + time.process_time() - cpu0, 3)
     partial.manifest["finished"] = utc_now()
     partial.manifest["n_samples"] = len(df)
     return store.publish(partial, df, metrics)

@@ -151,6 +151,24 @@ def _load_config(spec: TaskSpec) -> dict[str, Any]:
     return cfg
 
 
+def _once_per_split(process_docs):
+    """`process_docs` run once per split: lm-eval calls it on every `test_docs()`/`eval_docs` access (BBQ's
+    runs a row-by-row `datasets.map` over the whole category: half of planning the quick suite). Wrapped
+    with the original's name, so the prompt hash is unchanged."""
+    import functools
+
+    done: dict[int, tuple[Any, Any]] = {}
+
+    @functools.wraps(process_docs)
+    def wrapper(dataset):
+        key = id(dataset)
+        if key not in done:  # the split object is kept alongside, so its id cannot be reused
+            done[key] = (dataset, process_docs(dataset))
+        return done[key][1]
+
+    return wrapper
+
+
 def prompt_hash(config: dict[str, Any]) -> str:
     def norm(v: Any) -> Any:
         if callable(v):
@@ -174,6 +192,9 @@ def build(
     bench: Benchmark = spec.bench or benchmarks()[spec.benchmark]
     dataset, files = load_dataset(bench, spec.subset, data_dir)
     cfg = _load_config(spec)
+    for holder in (cfg, cfg.get("fewshot_config") or {}):
+        if callable(holder.get("process_docs")):
+            holder["process_docs"] = _once_per_split(holder["process_docs"])
     cfg.update(dict(spec.overrides))
     cfg["task"] = spec.name
     cfg["custom_dataset"] = lambda **_: dataset
@@ -222,7 +243,7 @@ def suites() -> dict[str, dict[str, Any]]:
 
 
 def suite_tasks(name: str) -> dict[str, dict[str, Any]]:
-    """The suite's entries {task or group: {n | per_subset}}; TaskError if unknown."""
+    """The suite's entries {task or group: {n | per_subset, subsets}}; TaskError if unknown."""
     all_suites = suites()
     if name not in all_suites:
         raise TaskError(f"unknown suite {name!r}; known suites: {', '.join(sorted(all_suites)) or 'none'}")

@@ -262,7 +262,7 @@ def load_hooked(spec: str, *, dtype: str = "float32", transform: Callable[[Any],
     from workbench.eval.models.hf import load_checkpoint
 
     ref = resolve(spec)
-    hf, tok = load_checkpoint(ref.checkpoint, dtype, attn_implementation="eager")
+    hf, tok = load_checkpoint(ref.checkpoint, dtype, device="cpu", attn_implementation="eager")  # the bridge runs on CPU
     if transform is not None:
         hf = transform(hf)
     return HookedModel(hf, tok, ref)

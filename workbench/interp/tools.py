@@ -74,12 +74,16 @@ class Tool:
     def command(self) -> str:
         return self.cli or self.name.replace("_", "-")
 
-    def on_sample(self, model: Any, sample: SampleSource, artifacts: Any = None) -> Any:
-        """Run the tool on a stored eval sample, linking the sample as the artifact's source."""
+    def on_sample(self, model: Any, sample: SampleSource, artifacts: Any = None,
+                  args: argparse.Namespace | None = None) -> Any:
+        """Run the tool on a stored eval sample, linking the sample as the artifact's source; with `args` (a
+        command line's), its flags apply as they do to `--run RUN --sample ID`, else the tool's defaults."""
         if self.from_sample is None:
             raise InterpError(f"{self.name} does not run on a single eval sample")
         extra = (artifacts,) if self.uses_artifacts else ()
-        return self.run(model, **self.from_sample(sample, model, *extra), source=sample.link())
+        kwargs = (self.from_sample(sample, model, *extra) if args is None
+                  else self.from_cli(args, Prompts([sample.prompt], sample), model))
+        return self.run(model, **kwargs, source=sample.link())
 
 
 TOOLS: Registry[Tool] = Registry("interpretability tool", package="workbench.interp", error=InterpError)

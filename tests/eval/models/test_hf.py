@@ -41,21 +41,45 @@ def test_model_info_identifies_the_checkpoint(tiny_model_dir):
     assert lm.info.architecture == "LlamaForCausalLM" and lm.info.dtype == "float32"
 
 
+PREAMBLE = "The following are questions about organs.\n\n" + "Which organ pumps blood?\nAnswer: the heart\n\n" * 8
+QUESTIONS = ("What do plants need?\nAnswer:", "Which organ is used for breathing?\nAnswer:", "Where is the tibia?\nAnswer:",
+             "What is the largest organ?\nAnswer:", "What does the liver do?\nAnswer:")
+
+
+def _pairs(questions):
+    return [(PREAMBLE + q, c) for q in questions for c in (" A", " sunlight and water", " the leg")]
+
+
 def test_shared_few_shot_prefix_is_run_once_and_scores_match(tiny_model_dir):
-    preamble = "The following are questions about organs.\n\n" + "Which organ pumps blood?\nAnswer: the heart\n\n" * 5
-    pairs = [(preamble + q, c) for q in ("What do plants need?\nAnswer:", "Which organ is used for breathing?\nAnswer:",
-                                        "Where is the tibia?\nAnswer:") for c in (" A", " sunlight and water", " the leg")]
-    ours = load_model(f"hf:{tiny_model_dir}", batch_size=8)
+    ours = load_model(f"hf:{tiny_model_dir}", batch_size=3)
     calls = []
     ours.model.register_forward_pre_hook(lambda mod, args, kwargs: calls.append(kwargs["input_ids"].shape), with_kwargs=True)
     stock = HFLM(pretrained=str(tiny_model_dir), dtype="float32", batch_size=1, device="cpu")
+    pairs = _pairs(QUESTIONS)
     got = ours.loglikelihood(_requests(pairs), disable_tqdm=True)
     ref = stock.loglikelihood(_requests(pairs), disable_tqdm=True)
     for (ll, greedy), (ll_ref, greedy_ref) in zip(got, ref):
         assert ll == pytest.approx(ll_ref, abs=1e-4) and greedy == greedy_ref
-    prefix_len = calls[0][1]
-    assert calls[0][0] == 1 and prefix_len > 50  # the preamble ran once, as a batch of one
-    assert calls[1][0] == 3 and calls[1][1] < prefix_len / 2  # then only the three questions' own tokens
+    block = ours.PREFIX_BLOCK
+    n_pre = len(ours.tok_encode(PREAMBLE)) // block
+    assert n_pre >= 2
+    # The preamble's whole blocks ran once, as batches of one, for both batches of contexts (3 + 2) ...
+    assert calls[:n_pre] == [(1, block)] * n_pre
+    assert all(c[0] > 1 for c in calls[n_pre:])
+    # ... and a later call with the same preamble reuses them: no prefix forward at all.
+    calls.clear()
+    again = ours.loglikelihood(_requests(_pairs(QUESTIONS[:2])), disable_tqdm=True)
+    assert all(c[0] > 1 for c in calls)
+    assert again == got[:6]
+
+
+def test_kept_prefix_does_not_make_scores_depend_on_call_order(tiny_model_dir):
+    first, second = _pairs(QUESTIONS[:3]), _pairs(QUESTIONS[3:])
+    a = load_model(f"hf:{tiny_model_dir}", batch_size=3)
+    b = load_model(f"hf:{tiny_model_dir}", batch_size=3)
+    a1, a2 = a.loglikelihood(_requests(first), disable_tqdm=True), a.loglikelihood(_requests(second), disable_tqdm=True)
+    b2, b1 = b.loglikelihood(_requests(second), disable_tqdm=True), b.loglikelihood(_requests(first), disable_tqdm=True)
+    assert (a1, a2) == (b1, b2)  # exactly: a block's KV depends only on its tokens
 
 
 def _rolling(texts):

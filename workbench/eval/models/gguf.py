@@ -22,8 +22,7 @@ log = logging.getLogger(__name__)
 GGUF_MAGIC = b"GGUF"
 
 
-def check_gguf(path: Path) -> None:
-    """ModelError unless `path` is a readable GGUF file with intact metadata."""
+def _check_magic(path: Path) -> None:
     if not path.is_file():
         raise ModelError(f"not a GGUF file: {path} is a directory" if path.is_dir() else f"GGUF file not found: {path}")
     try:
@@ -33,6 +32,11 @@ def check_gguf(path: Path) -> None:
         raise ModelError(f"cannot read GGUF file {path}: {exc.strerror or exc}") from None
     if magic != GGUF_MAGIC:
         raise ModelError(f"{path} is not a GGUF file (bad magic {magic!r}; expected b'GGUF')")
+
+
+def check_gguf(path: Path) -> None:
+    """ModelError unless `path` is a readable GGUF file with intact metadata."""
+    _check_magic(path)
     try:
         from gguf import GGUFReader
 
@@ -58,13 +62,25 @@ def gguf_quantization(path: Path) -> str:
     return "gguf"
 
 
+def quantization_of(ckpt: Path, path: Path) -> str:
+    """The GGUF's file type, as recorded when it was converted (parsing the GGUF again costs seconds)."""
+    source = ckpt / "SOURCE"
+    if source.is_file():
+        for line in source.read_text().splitlines():
+            if line.startswith("quantization "):
+                return line.split(" ", 1)[1]
+    return gguf_quantization(path)
+
+
 def converted_checkpoint(path: Path) -> tuple[Path, str]:
-    """(cache dir of the dequantized safetensors checkpoint, GGUF sha256); converts on first use."""
-    check_gguf(path)
+    """(cache dir of the dequantized safetensors checkpoint, GGUF sha256); converts on first use.
+    A file whose sha256 was converted before is that intact file: only a new one is parsed and checked."""
+    _check_magic(path)
     sha = cached_sha256(path)
     out = settings.cache_dir() / "gguf" / sha
     if (out / "config.json").is_file() and any(out.glob("*.safetensors")):
         return out, sha
+    check_gguf(path)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     log.info("converting %s to a float32 checkpoint in %s (once per file; 30-120 s)", path.name, out)
@@ -97,7 +113,7 @@ def load_path(path: Path, spec: str, backend: str = "gguf", dtype: str = "float3
     from workbench.eval.models.base import ModelInfo
 
     info = ModelInfo.from_hf(model, spec=spec, backend=backend, path=str(path), sha256=sha, dtype=dtype,
-                             quantization=f"{gguf_quantization(path)} dequantized to {dtype}", checkpoint=str(ckpt))
+                             quantization=f"{quantization_of(ckpt, path)} dequantized to {dtype}", checkpoint=str(ckpt))
     return HFBackend(model, tok, info, **opts)
 
 

@@ -1,24 +1,26 @@
-"""`hf:<dir>` - a local transformers checkpoint, scored by lm-eval's HFLM with a faster core.
+"""`hf:<dir>` - a local transformers checkpoint, run by lm-eval's HFLM with faster cores.
 
-HFLM keeps lm-eval's tokenisation, chat templates and batched generation. Only its scoring loop is
-replaced: each distinct context is run once (its KV cache shared by every choice), logits are
-computed only at scored positions, and contexts are batched by length.
+HFLM keeps lm-eval's tokenisation, chat templates, request grouping and post-processing. Its scoring
+loop is replaced: each distinct context is run once (its KV cache shared by every choice), logits
+are computed only at scored positions, and contexts are batched by length. Its generation loop is
+replaced by continuous batching (`generation.py`), with the same outputs for greedy decoding.
 """
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from lm_eval.models.huggingface import HFLM
+from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs, postprocess_generated_text
 from tqdm import tqdm
 
 from workbench import settings
 from workbench.errors import ModelError
 from workbench.eval.models import register_backend
 from workbench.eval.models.base import ModelInfo, WorkbenchLM
+from workbench.eval.models.generation import ContinuousBatcher, GenRequest, StopChecker, request_seed
 from workbench.eval.models.hashing import cached_sha256
 
 
@@ -40,12 +42,87 @@ class HFBackend(HFLM, WorkbenchLM):
     """lm-eval's HFLM with a prefix-sharing, scored-positions-only loglikelihood core."""
 
     def __init__(self, model, tokenizer, info: ModelInfo, batch_tokens: int = 4096, min_shared_prefix: int = 32,
-                 **kwargs: Any) -> None:
+                 seed: int = 1234, **kwargs: Any) -> None:
         kwargs.setdefault("batch_size", 8)
         super().__init__(pretrained=model, tokenizer=tokenizer, device=str(model.device), **kwargs)
         self.info = info
         self.batch_tokens = int(batch_tokens)
         self.min_shared_prefix = int(min_shared_prefix)
+        self.seed = int(seed)  # sampling seed: each request's draw is seeded from it, its prompt and its repeat
+        self.info.extra.setdefault("device", str(model.device))
+
+    # HFLM's generate_until runs `model.generate` on fixed batches; this keeps its request handling
+    # (gen kwargs normalisation, stop sequences + EOS, left truncation, decoding, stop-string cut)
+    # and replaces the loop with continuous batching.
+    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        results: list[str | None] = [None] * len(requests)
+        groups: dict[str, list[int]] = {}
+        for i, req in enumerate(requests):
+            groups.setdefault(repr(sorted(req.args[1].items())), []).append(i)
+        pbar = tqdm(total=len(requests), disable=disable_tqdm, desc="generate_until", leave=False)
+        eos = self.tok_decode(self.eot_token_id, skip_special_tokens=False)
+        for idx in groups.values():
+            gen_kwargs = requests[idx[0]].args[1]
+            kwargs = normalize_gen_kwargs(gen_kwargs, self.max_gen_toks)
+            until = handle_stop_sequences(kwargs.pop("until", None), eos=eos)
+            max_gen = int(kwargs.pop("max_gen_toks"))
+            setup = self._sampling_setup(kwargs)
+            if setup is None or self.think_end_token is not None or self.backend != "causal":
+                texts = HFLM.generate_until(self, [requests[i] for i in idx], disable_tqdm=True)
+                for i, text in zip(idx, texts, strict=True):
+                    results[i] = text
+                pbar.update(len(idx))
+                continue
+            processors, sampled = setup
+            max_ctx = self.max_length - max_gen
+            seen: dict[str, int] = {}
+            reqs = []
+            for i in idx:
+                context = requests[i].args[0]
+                tokens = self.tok_batch_encode([context], left_truncate_len=max_ctx, truncation=self.truncation)[0][0]
+                occurrence = seen[context] = seen.get(context, -1) + 1  # repeats of one prompt draw differently
+                reqs.append(GenRequest(tokens.tolist(), max_gen,
+                                       request_seed(self.seed, context, occurrence) if sampled else None))
+            batcher = ContinuousBatcher(self.model, max_batch=self._generation_batch(), eos_ids=self._eos_ids(),
+                                        stop=StopChecker(until, lambda t: self.tok_decode(t, skip_special_tokens=False)),
+                                        processors=processors, min_shared_prefix=self.min_shared_prefix)
+            out = batcher.run(reqs, on_done=lambda _: pbar.update(1))
+            for i, toks in zip(idx, out, strict=True):
+                text = postprocess_generated_text(self.tok_decode(toks), until, None)
+                results[i] = text
+                self.cache_hook.add_partial("generate_until", requests[i].args, text)
+        pbar.close()
+        return results  # type: ignore[return-value]
+
+    def _generation_batch(self) -> int:
+        return int(self.batch_size) if str(self.batch_size).isdigit() else 8
+
+    def _eos_ids(self) -> list[int]:
+        """The token ids `model.generate` stops a sequence on (the model's generation config)."""
+        eos = self.model.generation_config.eos_token_id
+        return [] if eos is None else [int(e) for e in (eos if isinstance(eos, list) else [eos])]
+
+    # Logits processors that only look at the scores (not at the tokens so far) are applied here as
+    # `model.generate` would build them; anything else (repetition penalties, forced or suppressed
+    # tokens, beams) falls back to HFLM's own loop.
+    _SCORE_ONLY = ("TemperatureLogitsWarper", "TopKLogitsWarper", "TopPLogitsWarper", "MinPLogitsWarper")
+
+    def _sampling_setup(self, kwargs: dict[str, Any]):
+        """(logits processors or None, sampled?) as `model.generate(**kwargs)` would set up; None if unsupported."""
+        kwargs = dict(kwargs)
+        if kwargs.get("temperature") == 0.0 and not kwargs.get("do_sample"):
+            kwargs.pop("temperature")  # as HFLM._model_generate: greedy without a temperature warning
+        try:
+            config, extra = self.model._prepare_generation_config(None, **kwargs)
+            if extra or (config.num_beams or 1) != 1 or config.stop_strings is not None:
+                return None
+            procs = self.model._get_logits_processor(config, input_ids_seq_length=0, encoder_input_ids=None,
+                                                     device=self.model.device, model_kwargs={})
+        except (TypeError, ValueError, AttributeError):
+            return None
+        if any(type(p).__name__ not in self._SCORE_ONLY for p in procs):
+            return None
+        return (procs if len(procs) else None), bool(config.do_sample)
 
     # HFLM's default core computes log-softmax over the full vocabulary at every position of
     # every (context + choice) row. This one runs each context once and scores only what is asked.
@@ -59,19 +136,21 @@ class HFBackend(HFLM, WorkbenchLM):
             whole = (list(ctx) + list(cont))[-(self.max_length + 1):]
             by_ctx.setdefault(tuple(whole[: len(whole) - len(cont)]), []).append((i, list(cont)))
 
-        # Lexicographic order puts contexts that share a few-shot preamble next to each other, so a
-        # batch usually shares a long prefix that is then run once (see _score_batch).
-        contexts = sorted(by_ctx)
+        # Lexicographic order puts contexts that share a few-shot preamble next to each other; within a run
+        # of them, longest first, so a batch's rows need little padding after the prefix they share.
+        contexts = _preamble_runs_by_length(sorted(by_ctx), self.min_shared_prefix)
         pbar = tqdm(total=len(requests), disable=disable_tqdm, desc="loglikelihood", leave=False)
+        bs = int(self.batch_size) if str(self.batch_size).isdigit() else 8
         start = 0
         while start < len(contexts):
-            width, end = 0, start
-            bs = int(self.batch_size) if str(self.batch_size).isdigit() else 8
+            # A batch grows while its rows' own tokens (what is left after the prefix they share) fit.
+            end, width, shared = start + 1, len(contexts[start]), len(contexts[start]) - 1
             while end < len(contexts) and end - start < bs:
+                s = min(shared, _common_prefix_len([contexts[start], contexts[end]]))
                 w = max(width, len(contexts[end]))
-                if end > start and (end - start + 1) * w > self.batch_tokens:
+                if (end - start + 1) * (w - s + s % self.PREFIX_BLOCK) > self.batch_tokens:
                     break
-                width, end = w, end + 1
+                end, width, shared = end + 1, w, s
             batch = contexts[start:end]
             self._score_batch(batch, by_ctx, results)
             pbar.update(sum(len(by_ctx[c]) for c in batch))
@@ -81,16 +160,61 @@ class HFBackend(HFLM, WorkbenchLM):
             self.cache_hook.add_partial("loglikelihood", req, results[i])
         return results  # type: ignore[return-value]
 
+    def _forward(self, cache, **inputs: Any):
+        """One forward that extends `cache` in place (transformers 5 calls the argument `cache`)."""
+        return self.model(**inputs, **{self._cache_kw: cache}, use_cache=True)
+
+    @property
+    def _cache_kw(self) -> str:
+        import inspect
+
+        if "_cache_kw_name" not in self.__dict__:
+            params = inspect.signature(self.model.forward).parameters
+            self.__dict__["_cache_kw_name"] = "cache" if "cache" in params else "past_key_values"
+        return self.__dict__["_cache_kw_name"]
+
+    # A shared prefix is run in blocks of PREFIX_BLOCK tokens whose KV is kept (LRU) across batches and
+    # calls: an MMLU subject's few-shot preamble is run once per subject, not once per batch. A block's
+    # KV depends only on the tokens up to its end, never on which batch asked first, so scores do not
+    # depend on chunk order or on which worker ran what.
+    PREFIX_BLOCK = 32
+    PREFIX_BLOCKS_KEPT = 96
+
+    def _prefix_kv(self, tokens: list[int]):
+        """A cache holding the KV of `tokens` (a whole number of blocks), from kept blocks where it can."""
+        from collections import OrderedDict
+
+        from transformers import DynamicCache
+
+        dev, bs = self.model.device, self.PREFIX_BLOCK
+        kept = self.__dict__.setdefault("_prefix_blocks", OrderedDict())
+        cache = DynamicCache()
+        for end in range(bs, len(tokens) + 1, bs):
+            key = tuple(tokens[:end])
+            block = kept.get(key)
+            if block is None:
+                self._forward(cache, input_ids=torch.tensor([tokens[end - bs:end]], device=dev),
+                              position_ids=torch.arange(end - bs, end, device=dev).unsqueeze(0), logits_to_keep=1)
+                block = kept[key] = [(layer.keys[:, :, -bs:].clone(), layer.values[:, :, -bs:].clone())
+                                     for layer in cache.layers]
+                while len(kept) > self.PREFIX_BLOCKS_KEPT:
+                    kept.popitem(last=False)
+            else:
+                kept.move_to_end(key)
+                for layer_idx, (k, v) in enumerate(block):
+                    cache.update(k, v, layer_idx)
+        return cache
+
     def _score_batch(self, batch, by_ctx, results) -> None:
         dev = self.model.device
         need_cache = any(len(c) > 1 for ctx in batch for _, c in by_ctx[ctx])
         shared = _common_prefix_len(batch) if len(batch) > 1 else 0
         cache = None
-        if shared < self.min_shared_prefix:
+        shared -= shared % self.PREFIX_BLOCK  # whole blocks only (the rest runs with each row)
+        if shared < max(self.min_shared_prefix, self.PREFIX_BLOCK):
             shared = 0
-        else:  # run the shared prefix once and give every row a copy of its KV cache
-            pre = self.model(input_ids=torch.tensor([batch[0][:shared]], device=dev), use_cache=True, logits_to_keep=1)
-            cache = pre.past_key_values
+        else:  # the shared prefix's KV (run once, or kept from an earlier batch), one copy per row
+            cache = self._prefix_kv(batch[0][:shared])
             cache.batch_select_indices(torch.zeros(len(batch), dtype=torch.long, device=dev))
             need_cache = True
         width = max(len(c) for c in batch) - shared
@@ -102,40 +226,48 @@ class HFBackend(HFLM, WorkbenchLM):
             smask[j, width - (len(ctx) - shared):] = 1
         pos = shared + (smask.cumsum(-1) - 1).clamp(min=0)
         mask = torch.cat([torch.ones((len(batch), shared), dtype=torch.long, device=dev), smask], dim=1)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
-                         use_cache=need_cache, logits_to_keep=1)
+        if need_cache and cache is None:
+            from transformers import DynamicCache
+
+            cache = DynamicCache()
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=need_cache, logits_to_keep=1,
+                         **({self._cache_kw: cache} if cache is not None else {}))
         last = F.log_softmax(out.logits[:, -1, :].float(), dim=-1)
+        multi = [(j, i, c) for j, ctx in enumerate(batch) for i, c in by_ctx[ctx] if len(c) > 1]
+        tail: dict[int, tuple[float, bool]] = {}
+        for group in _similar_lengths(multi, lambda x: len(x[2])):
+            tail.update(self._score_tails(cache, mask, batch, group))
         for j, ctx in enumerate(batch):
-            items = by_ctx[ctx]
-            multi = [(i, c) for i, c in items if len(c) > 1]
-            tail: dict[int, tuple[float, bool]] = {}
-            if multi:
-                tail = self._score_tails(out.past_key_values, j, mask[j], len(ctx), multi)
             greedy_first = int(last[j].argmax())
-            for i, c in items:
+            for i, c in by_ctx[ctx]:
                 ll, greedy = float(last[j, c[0]]), greedy_first == c[0]
                 if i in tail:
                     ll += tail[i][0]
                     greedy = greedy and tail[i][1]
                 results[i] = (ll, greedy)
 
-    def _score_tails(self, cache, row: int, row_mask, ctx_len: int, multi) -> dict[int, tuple[float, bool]]:
-        """Score tokens 2..n of several continuations of one context against its shared KV cache."""
+    def _score_tails(self, cache, mask, batch, multi) -> dict[int, tuple[float, bool]]:
+        """Score tokens 2..n of every multi-token continuation in the batch in one forward: each row starts
+        from a copy of its context's KV rows."""
+        from transformers import DynamicCache
+
         dev = self.model.device
-        m, width = len(multi), max(len(c) - 1 for _, c in multi)
-        cache = copy.deepcopy(cache)
-        cache.batch_select_indices(torch.full((m,), row, dtype=torch.long, device=dev))
+        rows = torch.tensor([j for j, _, _ in multi], dtype=torch.long, device=dev)
+        cache = DynamicCache([(layer.keys.index_select(0, rows), layer.values.index_select(0, rows))
+                              for layer in cache.layers])
+        m, width = len(multi), max(len(c) - 1 for _, _, c in multi)
         ids = torch.zeros((m, width), dtype=torch.long, device=dev)
         cmask = torch.zeros((m, width), dtype=torch.long, device=dev)
-        for r, (_, c) in enumerate(multi):
+        ctx_len = torch.tensor([len(batch[j]) for j, _, _ in multi], device=dev)
+        for r, (_, _, c) in enumerate(multi):
             ids[r, : len(c) - 1] = torch.tensor(c[:-1], device=dev)
             cmask[r, : len(c) - 1] = 1
-        mask = torch.cat([row_mask.unsqueeze(0).expand(m, -1), cmask], dim=1)
-        pos = (ctx_len + torch.arange(width, device=dev)).unsqueeze(0).expand(m, -1)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True)
+        full_mask = torch.cat([mask.index_select(0, rows), cmask], dim=1)
+        pos = ctx_len.unsqueeze(1) + torch.arange(width, device=dev).unsqueeze(0)
+        out = self._forward(cache, input_ids=ids, attention_mask=full_mask, position_ids=pos)
         logp = F.log_softmax(out.logits.float(), dim=-1)
         scores = {}
-        for r, (i, c) in enumerate(multi):
+        for r, (_, i, c) in enumerate(multi):
             tgt = torch.tensor(c[1:], device=dev)
             lp = logp[r, : len(c) - 1]
             scores[i] = (float(lp.gather(1, tgt[:, None]).sum()), bool((lp.argmax(-1) == tgt).all()))
@@ -224,6 +356,33 @@ class HFBackend(HFLM, WorkbenchLM):
         return self._head
 
 
+def _preamble_runs_by_length(contexts: list, min_shared: int) -> list:
+    """Sorted contexts regrouped: each run that shares at least `min_shared` leading tokens, longest first,
+    then every context that shares no preamble, longest first (so batches need little padding)."""
+    runs, run = [], []
+    for ctx in contexts:
+        if run and _common_prefix_len([run[0], ctx]) < min_shared:
+            runs.append(run)
+            run = []
+        run.append(ctx)
+    runs.append(run)
+    out = [c for r in runs if len(r) > 1 for c in sorted(r, key=len, reverse=True)]
+    return out + sorted((r[0] for r in runs if len(r) == 1), key=len, reverse=True)
+
+
+def _similar_lengths(items: list, length, max_rows: int = 64, waste: float = 0.25) -> list[list]:
+    """Items grouped, longest first, so padding each group to its longest wastes at most `waste` of it."""
+    groups: list[list] = []
+    for item in sorted(items, key=length, reverse=True):
+        g = groups[-1] if groups else None
+        if g is None or len(g) >= max_rows or (len(g) + 1) * length(g[0]) * (1 - waste) > \
+                sum(length(x) for x in g) + length(item):
+            groups.append([item])
+        else:
+            g.append(item)
+    return groups
+
+
 def _common_prefix_len(seqs) -> int:
     """Tokens shared by every sequence, leaving each at least one token of its own."""
     first, n = seqs[0], min(len(s) for s in seqs) - 1
@@ -233,8 +392,9 @@ def _common_prefix_len(seqs) -> int:
     return k
 
 
-def load_checkpoint(path: Path, dtype: str = "float32", **model_kwargs: Any):
-    """(model, tokenizer) from a local transformers directory; ModelError names what is wrong."""
+def load_checkpoint(path: Path, dtype: str = "float32", device: str | None = None, **model_kwargs: Any):
+    """(model, tokenizer) from a local transformers directory, on `device` (default: settings.device());
+    ModelError names what is wrong."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if not path.is_dir():
@@ -251,6 +411,12 @@ def load_checkpoint(path: Path, dtype: str = "float32", **model_kwargs: Any):
     except Exception as exc:  # transformers and safetensors raise many types for a damaged checkpoint
         first = (str(exc).splitlines() or [""])[0]
         raise ModelError(f"cannot load checkpoint {path}: {type(exc).__name__}: {first}") from None
+    device = device or settings.device()
+    if device != "cpu":
+        try:
+            model.to(device)
+        except (RuntimeError, AssertionError) as exc:  # no such device, or torch built without it
+            raise ModelError(f"cannot put the model on device {device!r}: {str(exc).splitlines()[0]}") from None
     return model, tok
 
 

@@ -20,7 +20,7 @@ def load(target: str, spec: str, dtype: str = "float32", **opts: Any):
     import torch
     from torch.ao.quantization import quantize_dynamic
 
-    from workbench.eval.models.gguf import converted_checkpoint, gguf_quantization, resolve_gguf
+    from workbench.eval.models.gguf import converted_checkpoint, quantization_of, resolve_gguf
     from workbench.eval.models.hf import HFBackend, load_checkpoint, weights_sha256
 
     path = Path(target).expanduser()
@@ -29,8 +29,8 @@ def load(target: str, spec: str, dtype: str = "float32", **opts: Any):
     else:
         gguf = resolve_gguf(target)
         ckpt, sha = converted_checkpoint(gguf)
-        source, path = f"{gguf_quantization(gguf)} dequantized", gguf
-    model, tok = load_checkpoint(ckpt, "float32")
+        source, path = f"{quantization_of(ckpt, gguf)} dequantized", gguf
+    model, tok = load_checkpoint(ckpt, "float32", device="cpu")  # torch dynamic int8 kernels are CPU-only
     n_params = sum(t.numel() for t in model.parameters())
     with warnings.catch_warnings():  # torch flags its quantized tensor API as deprecated
         warnings.simplefilter("ignore")

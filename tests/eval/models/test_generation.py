@@ -1,0 +1,112 @@
+"""Continuous-batching generation against lm-eval's own HFLM loop on the same model and requests."""
+from __future__ import annotations
+
+import pytest
+import torch
+from lm_eval.api.instance import Instance
+from lm_eval.models.huggingface import HFLM
+
+from workbench.eval.models import load_model
+from workbench.eval.models.generation import ContinuousBatcher, GenRequest
+
+PROMPTS = ["The quick brown fox", "Question: What do plants need?\nAnswer:", "def add(a, b):\n",
+           "Which organ pumps blood? The heart", "1234567890", "True, False. True", "#### 42\n"]
+
+
+def _requests(prompts, kwargs):
+    return [Instance("generate_until", {}, (p, dict(kwargs)), i) for i, p in enumerate(prompts)]
+
+
+@pytest.fixture(scope="module")
+def stock(tiny_model_dir):
+    # batch_size=1: each request runs alone until its own stop, the reference any batching must reproduce
+    return HFLM(pretrained=str(tiny_model_dir), dtype="float32", batch_size=1, device="cpu")
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 8])
+@pytest.mark.parametrize("kwargs", [
+    {"until": ["\n\n", "Question:"], "max_gen_toks": 40, "do_sample": False},
+    {"until": ["fox", " A"], "max_gen_toks": 17, "do_sample": False, "temperature": 0.0},
+    {"until": ["(", "def"], "max_gen_toks": 64},
+], ids=["newlines", "words", "code"])
+def test_greedy_outputs_equal_hflm(tiny_model_dir, stock, batch_size, kwargs):
+    ours = load_model(f"hf:{tiny_model_dir}", batch_size=batch_size)
+    prompts = PROMPTS * 2  # more requests than slots: later ones take the slots of finished ones
+    assert ours.generate_until(_requests(prompts, kwargs), disable_tqdm=True) == \
+        stock.generate_until(_requests(prompts, kwargs), disable_tqdm=True)
+
+
+def test_sampling_is_seeded_per_request_not_per_batch(tiny_model_dir):
+    kwargs = {"until": ["\n\n"], "max_gen_toks": 24, "do_sample": True, "temperature": 0.8, "top_p": 0.95}
+    prompts = PROMPTS + PROMPTS[:2]  # a prompt repeated (as `repeats` clones it) draws a different sample
+    a = load_model(f"hf:{tiny_model_dir}", batch_size=1, seed=7)
+    b = load_model(f"hf:{tiny_model_dir}", batch_size=4, seed=7)
+    c = load_model(f"hf:{tiny_model_dir}", batch_size=4, seed=8)
+    out_a = a.generate_until(_requests(prompts, kwargs), disable_tqdm=True)
+    assert out_a == b.generate_until(_requests(prompts, kwargs), disable_tqdm=True)
+    assert out_a == a.generate_until(_requests(prompts, kwargs), disable_tqdm=True)
+    assert out_a != c.generate_until(_requests(prompts, kwargs), disable_tqdm=True)
+    assert out_a[0] != out_a[len(PROMPTS)] or out_a[1] != out_a[len(PROMPTS) + 1]
+
+
+def test_a_finished_sequence_frees_its_slot_at_once(tiny_model_dir):
+    lm = load_model(f"hf:{tiny_model_dir}")
+    toks = lm.tok_encode("The quick brown fox")
+    batcher = ContinuousBatcher(lm.model, max_batch=2, eos_ids=[], stop=lambda _: False)
+    budgets = [2, 10, 3, 3]
+    out = batcher.run([GenRequest(list(toks), n) for n in budgets])
+    assert [len(o) for o in out] == budgets
+    # slots: r0 leaves after 1 step, r2 joins; r2 leaves after step 3, r3 joins; r1 runs alone to step 9.
+    # A fixed batch of 2 would take 9 + 2 steps.
+    assert batcher.decode_steps == 9 and batcher.prefills == 4
+    greedy = [ContinuousBatcher(lm.model, max_batch=1, eos_ids=[], stop=lambda _: False).run(
+        [GenRequest(list(toks), n)])[0] for n in budgets]
+    assert out == greedy  # same tokens alone or batched
+
+
+def test_shared_prefix_is_prefilled_once(tiny_model_dir):
+    lm = load_model(f"hf:{tiny_model_dir}")
+    preamble = lm.tok_encode("The quick brown fox jumps over the lazy dog. " * 6)
+    reqs = [GenRequest(preamble + lm.tok_encode(q), 6) for q in (" Which organ", " What do plants", " True")]
+    shared = ContinuousBatcher(lm.model, max_batch=2, eos_ids=[], stop=lambda _: False, min_shared_prefix=32)
+    seen = []
+    hook = lm.model.register_forward_pre_hook(lambda m, a, kw: seen.append(kw["input_ids"].shape), with_kwargs=True)
+    out = shared.run(reqs)
+    hook.remove()
+    assert seen[0] == (1, len(preamble)) and all(s[1] < len(preamble) for s in seen[1:])
+    alone = ContinuousBatcher(lm.model, max_batch=2, eos_ids=[], stop=lambda _: False, min_shared_prefix=10**6)
+    assert out == alone.run(reqs)
+
+
+def test_unsupported_logits_processors_fall_back_to_hflm(tiny_model_dir, stock):
+    ours = load_model(f"hf:{tiny_model_dir}", batch_size=4)
+    kwargs = {"until": ["\n\n"], "max_gen_toks": 20, "do_sample": False, "repetition_penalty": 1.3}
+    assert ours._sampling_setup({k: v for k, v in kwargs.items() if k not in ("until", "max_gen_toks")}) is None
+    assert ours.generate_until(_requests(PROMPTS, kwargs), disable_tqdm=True) == \
+        stock.generate_until(_requests(PROMPTS, kwargs), disable_tqdm=True)
+
+
+# ---- real model, real task prompts ------------------------------------------------------------------
+def _task_requests(name: str, n: int, max_gen_toks: int):
+    from workbench.eval import tasks as T
+
+    built = T.build(T.resolve([name])[0])
+    built.task.build_all_requests(samples=T.select_docs(name, len(built.task.eval_docs), limit=None, n=n, seed=1234),
+                                  rank=0, world_size=1)
+    insts = sorted(built.task.instances, key=lambda x: x.doc_id)
+    for inst in insts:  # the task's own stop sequences; the budget capped to keep the test short
+        inst.arguments = (inst.arguments[0], dict(inst.arguments[1], max_gen_toks=max_gen_toks))
+    return insts
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["gsm8k", "humaneval"])
+def test_smollm2_greedy_generations_are_token_identical_to_hflm(task, smollm2_checkpoint, real_data_dir):
+    torch.manual_seed(0)
+    insts = _task_requests(task, 4, 64)
+    stock = HFLM(pretrained=str(smollm2_checkpoint), dtype="float32", batch_size=1, device="cpu")
+    ref = stock.generate_until(insts, disable_tqdm=True)
+    ours = load_model("smollm2-135m", batch_size=4)
+    got = ours.generate_until(insts, disable_tqdm=True)
+    assert [ours.tok_encode(g) for g in got] == [ours.tok_encode(r) for r in ref]
+    assert got == ref and any(len(r) > 20 for r in ref)
