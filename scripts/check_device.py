@@ -34,7 +34,7 @@ def evaluate(device: str, args: argparse.Namespace, root: Path) -> tuple[str, fl
     if done.returncode != 0:
         sys.exit(f"check_device: eval on {device} failed:\n{done.stderr[-3000:]}")
     (run,) = RunStore(store).list()
-    return run.id, wall
+    return run.run_id, wall
 
 
 def compare(store_a: Path, id_a: str, store_b: Path, id_b: str, tol: float) -> tuple[dict, bool]:
@@ -62,7 +62,7 @@ def compare(store_a: Path, id_a: str, store_b: Path, id_b: str, tol: float) -> t
                 row["max_abs_loglik_diff"] = max(diffs)
                 row["prediction_flips_beyond_ties"] = flips
                 ok &= max(diffs) <= tol and flips == 0
-        if "generation_a" in rows:
+        if "generation_a" in rows and rows["generation_a"].notna().any():
             same = int((rows["generation_a"].fillna("") == rows["generation_b"].fillna("")).sum())
             row["identical_generations"] = f"{same}/{len(rows)}"
         for side, run in (("a", a), ("b", b)):
