@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from collections.abc import Callable
 
 
@@ -55,6 +56,16 @@ def int_in(low: int, high: int | None = None) -> Callable[[str], int]:
 def int_at_least(low: int) -> Callable[[str], int]:
     """argparse type: an integer >= low."""
     return int_in(low)
+
+
+DEVICE_PATTERN = r"cpu|cuda(:\d+)?|mps|auto"  # the torch devices a model can be placed on ("auto": cuda if any)
+
+
+def torch_device(value: str) -> str:
+    """argparse type: a torch device name the workbench places models on."""
+    if not re.fullmatch(DEVICE_PATTERN, value.strip()):
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda, cuda:N, mps or auto, got {value!r}")
+    return value.strip()
 
 
 SEED_MAX = 2**32 - 1

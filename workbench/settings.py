@@ -99,10 +99,11 @@ def threads() -> int | None:
     return int(value) if value and value.isdigit() and int(value) > 0 else None
 
 
-def device() -> str:
-    """Torch device for the hf/gguf backends (WORKBENCH_DEVICE: cpu (default), cuda, cuda:N, mps, or auto =
-    cuda when available). Recorded in the run manifest (model.extra.device): CPU and GPU numbers differ slightly."""
-    value = (os.environ.get("WORKBENCH_DEVICE") or "cpu").strip()
+def device(value: str | None = None) -> str:
+    """Torch device for the hf/gguf backends: `value` (eval's --device), else WORKBENCH_DEVICE: cpu (default),
+    cuda, cuda:N, mps, or auto = cuda when available. Recorded in the run manifest (model.extra.device): CPU
+    and GPU numbers differ slightly."""
+    value = (value or os.environ.get("WORKBENCH_DEVICE") or "cpu").strip()
     if value == "auto":
         import torch
 

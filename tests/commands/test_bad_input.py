@@ -47,7 +47,7 @@ def env(tmp_path, store_template, tiny_model_dir, fixture_mirror) -> dict[str, s
     (tmp_path / "notokenizer" / "tokenizer.json").unlink()
     (tmp_path / "notokenizer" / "tokenizer_config.json").unlink()
     (tmp_path / "binary.yaml").write_bytes(b"\x00\x01\x02\xff\xfe")
-    return {"tiny": f"hf:{tiny_model_dir}", "mirror": str(fixture_mirror), "tmp": str(tmp_path),
+    return {"tiny": f"hf:{tiny_model_dir}", "tiny_dir": str(tiny_model_dir), "mirror": str(fixture_mirror), "tmp": str(tmp_path),
             "store": str(tmp_path / "runs"), "arts": str(tmp_path / "arts")}
 
 
@@ -75,6 +75,8 @@ EVAL_CASES = [
     ("seed-huge", [*ARC, "--seed", str(2**64)], ["argument --seed", "at most 4294967295"]),
     ("seed-word", [*ARC, "--seed", "abc"], ["argument --seed", "expected an integer"]),
     ("dtype-unknown", [*ARC, "--dtype", "float64"], ["argument --dtype", "invalid choice"]),
+    ("device-unknown", [*ARC, "--device", "gpu0"], ["argument --device", "cpu, cuda, cuda:N, mps or auto"]),
+    ("device-int8-cuda", [*ARC[:2], "int8:{tiny_dir}", *ARC[3:], "--device", "cuda"], ["int8", "CPU only"]),
     ("sandbox-timeout-zero", [*ARC, "--sandbox-timeout", "0"], ["argument --sandbox-timeout"]),
     ("sandbox-timeout-nan", [*ARC, "--sandbox-timeout", "nan"], ["argument --sandbox-timeout"]),
     ("sandbox-timeout-negative", [*ARC, "--sandbox-timeout", "-1"], ["argument --sandbox-timeout"]),

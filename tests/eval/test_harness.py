@@ -16,7 +16,8 @@ TASKS = ["mmlu_anatomy", "mmlu_cloze_anatomy", "arc_easy", "truthfulqa_mc1", "tr
 @pytest.fixture(scope="module")
 def tiny_run(tiny_model_dir, fixture_mirror, tmp_path_factory):
     store = RunStore(tmp_path_factory.mktemp("runs"))
-    req = EvalRequest(model=f"hf:{tiny_model_dir}", tasks=TASKS, data_dir=str(fixture_mirror), chunk_size=3)
+    req = EvalRequest(model=f"hf:{tiny_model_dir}", tasks=TASKS, data_dir=str(fixture_mirror), chunk_size=3,
+                      device="cpu")
     return run_eval(req, store=store, progress=False)
 
 
@@ -62,6 +63,7 @@ def test_manifest_pins_model_tasks_data_and_environment(tiny_run):
     assert all(len(d["sha256"]) == 64 for d in t["data"])
     assert {"torch", "transformers", "lm_eval"} <= set(m["packages"])
     assert m["hardware"]["cpu_count"] and m["timings"]["total_s"] > 0 and m["seed"] == 1234
+    assert m["request"]["device"] == "cpu" and m["model"]["extra"]["device"] == "cpu"  # CPU and GPU numerics differ
 
 
 def test_load_run_returns_pandas(tiny_run):

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from workbench import settings
-from workbench.argtypes import csv, float_in, int_at_least, path, rng_seed
+from workbench.argtypes import csv, float_in, int_at_least, path, rng_seed, torch_device
 from workbench.errors import WorkbenchError
 
 
@@ -35,6 +35,8 @@ def _request_flags(p: argparse.ArgumentParser) -> None:
                    help="contexts per forward pass, sequences generated at once (default 8)")
     p.add_argument("--chunk-size", type=int_at_least(1), default=16, help="docs per journalled chunk (default 16)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="torch dtype for hf/gguf backends")
+    p.add_argument("--device", type=torch_device, help="torch device for hf/gguf backends: cpu, cuda, cuda:N, mps or "
+                                                      "auto (default $WORKBENCH_DEVICE, else cpu); recorded in the manifest")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     s = p.add_argument_group("scoring settings (recorded in the manifest; compare/gate refuse runs that differ)")
     s.add_argument("--refusal-judge", help="refusal judge for the safety tasks: keyword (default) or model "
@@ -56,7 +58,7 @@ def request_from_args(args: argparse.Namespace, model: str):
     return EvalRequest(
         model=model, tasks=csv(args.tasks) if args.tasks else [], suite=args.suite, limit=args.limit,
         num_fewshot=args.num_fewshot, data_dir=args.data_dir, seed=args.seed, batch_size=args.batch_size,
-        dtype=args.dtype, chunk_size=args.chunk_size, refusal_judge=args.refusal_judge, judge_model=args.judge_model,
+        dtype=args.dtype, device=args.device, chunk_size=args.chunk_size, refusal_judge=args.refusal_judge, judge_model=args.judge_model,
         sandbox_timeout_s=args.sandbox_timeout, sandbox_memory_mb=args.sandbox_memory)
 
 

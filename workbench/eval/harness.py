@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import random
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from workbench import settings
-from workbench.argtypes import SEED_MAX
+from workbench.argtypes import DEVICE_PATTERN, SEED_MAX
 from workbench.errors import StoreError, TaskError, WorkbenchError
 from workbench.scoring import aggregates
 from workbench.scoring.aggregates import calibration
@@ -48,6 +49,7 @@ class EvalRequest:
     chunk_size: int = 16
     batch_size: int = 8
     dtype: str = "float32"
+    device: str | None = None  # torch device of the hf/gguf backends (None: $WORKBENCH_DEVICE, else cpu)
     # Scoring settings (None: the environment's, else the default); resolved into the manifest's `scoring`.
     refusal_judge: str | None = None
     judge_model: str | None = None
@@ -72,6 +74,9 @@ class EvalRequest:
                 raise WorkbenchError(f"--{name.replace('_', '-')} must be a string, got {getattr(self, name)!r}")
         if self.dtype not in ("float32", "bfloat16", "float16"):
             raise WorkbenchError(f"--dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
+        if self.device is not None and not (isinstance(self.device, str)
+                                            and re.fullmatch(DEVICE_PATTERN, self.device)):
+            raise WorkbenchError(f"--device must be cpu, cuda, cuda:N, mps or auto, got {self.device!r}")
 
     def scoring(self) -> settings.Scoring:
         """The scoring settings this request runs under (options over environment over defaults)."""
@@ -428,7 +433,8 @@ class ChunkEvaluator:
         self.req, self.doc_plan, self._built = req, doc_plan, dict(built or {})
         self.scoring = settings.Scoring.from_dict(scoring)
         t = time.time()
-        self.lm = load_model(req.model, dtype=req.dtype, batch_size=req.batch_size, seed=req.seed)
+        device = {"device": req.device} if req.device else {}  # only torch backends take one
+        self.lm = load_model(req.model, dtype=req.dtype, batch_size=req.batch_size, seed=req.seed, **device)
         self.load_s = time.time() - t
         self._tasks: dict[str, tuple[Any, dict[int, list]]] = {}
 

@@ -105,11 +105,12 @@ def converted_checkpoint(path: Path) -> tuple[Path, str]:
     return out, sha
 
 
-def load_path(path: Path, spec: str, backend: str = "gguf", dtype: str = "float32", **opts: Any):
+def load_path(path: Path, spec: str, backend: str = "gguf", dtype: str = "float32", device: str | None = None,
+              **opts: Any):
     from workbench.eval.models.hf import HFBackend, load_checkpoint
 
     ckpt, sha = converted_checkpoint(path)
-    model, tok = load_checkpoint(ckpt, dtype)
+    model, tok = load_checkpoint(ckpt, dtype, device)
     from workbench.eval.models.base import ModelInfo
 
     info = ModelInfo.from_hf(model, spec=spec, backend=backend, path=str(path), sha256=sha, dtype=dtype,

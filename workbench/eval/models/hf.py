@@ -411,7 +411,7 @@ def load_checkpoint(path: Path, dtype: str = "float32", device: str | None = Non
     except Exception as exc:  # transformers and safetensors raise many types for a damaged checkpoint
         first = (str(exc).splitlines() or [""])[0]
         raise ModelError(f"cannot load checkpoint {path}: {type(exc).__name__}: {first}") from None
-    device = device or settings.device()
+    device = settings.device(device)
     if device != "cpu":
         try:
             model.to(device)
@@ -430,8 +430,9 @@ def weights_sha256(path: Path) -> str:
     return hashlib.sha256("".join(cached_sha256(f) for f in files).encode()).hexdigest()
 
 
-def backend_from_checkpoint(path: Path, spec: str, backend: str, dtype: str = "float32", **opts: Any) -> HFBackend:
-    model, tok = load_checkpoint(path, dtype)
+def backend_from_checkpoint(path: Path, spec: str, backend: str, dtype: str = "float32", device: str | None = None,
+                            **opts: Any) -> HFBackend:
+    model, tok = load_checkpoint(path, dtype, device)
     info = ModelInfo.from_hf(model, spec=spec, backend=backend, path=str(path), sha256=weights_sha256(path),
                              dtype=dtype, quantization="none")
     return HFBackend(model, tok, info, **opts)

@@ -125,7 +125,9 @@ class LlamaCppLM(WorkbenchLM, TemplateLM):
 
 
 @register_backend("llamacpp", "a GGUF file run quantized in-process by llama-cpp-python (extra: llamacpp)")
-def load(target: str, spec: str, n_ctx: int = 4096, **_: Any) -> LlamaCppLM:
+def load(target: str, spec: str, n_ctx: int = 4096, device: str | None = None, **_: Any) -> LlamaCppLM:
+    if device is not None:
+        raise ModelError("llamacpp: --device does not apply (llama.cpp runs where its build puts it); it is for hf/gguf")
     path = resolve_gguf(target)
     check_gguf(path)
     info = ModelInfo(spec=spec, backend="llamacpp", path=str(path), sha256=cached_sha256(path), dtype="gguf",

@@ -171,7 +171,10 @@ class OpenAICompletionsLM(WorkbenchLM, TemplateLM):
 
 
 @register_backend("openai", "an OpenAI-compatible completions server, e.g. openai:http://127.0.0.1:8000/v1")
-def load(target: str, spec: str, mode: str = "auto", model: str | None = None, **_: Any) -> OpenAICompletionsLM:
+def load(target: str, spec: str, mode: str = "auto", model: str | None = None, device: str | None = None,
+         **_: Any) -> OpenAICompletionsLM:
+    if device is not None:
+        raise ModelError("openai: --device does not apply to a server backend; it is for hf/gguf")
     if not target.startswith(("http://", "https://")):
         raise ModelError(f"openai backend needs a base URL like openai:http://127.0.0.1:8000/v1, got {target!r}")
     info = ModelInfo(spec=spec, backend="openai", path=target, quantization="server-side")

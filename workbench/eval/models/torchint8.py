@@ -11,18 +11,21 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from workbench.errors import ModelError
 from workbench.eval.models import register_backend
 from workbench.eval.models.base import ModelInfo
 
 
 @register_backend("int8", "a GGUF (file or alias) or checkpoint dir, decoder Linear layers in torch dynamic int8 (CPU)")
-def load(target: str, spec: str, dtype: str = "float32", **opts: Any):
+def load(target: str, spec: str, dtype: str = "float32", device: str | None = None, **opts: Any):
     import torch
     from torch.ao.quantization import quantize_dynamic
 
     from workbench.eval.models.gguf import converted_checkpoint, quantization_of, resolve_gguf
     from workbench.eval.models.hf import HFBackend, load_checkpoint, weights_sha256
 
+    if device not in (None, "cpu"):
+        raise ModelError(f"int8: torch dynamic int8 kernels run on the CPU only; --device {device} is for hf/gguf")
     path = Path(target).expanduser()
     if path.is_dir():
         ckpt, sha, source = path.resolve(), weights_sha256(path.resolve()), "float32 checkpoint"
