@@ -13,9 +13,6 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
 from workbench.argtypes import int_at_least
 from workbench.interp.artifacts import Meta, register_kind
 from workbench.interp.collect import open_corpus
@@ -23,28 +20,15 @@ from workbench.interp.hooks import HookedModel
 from workbench.interp.sae import dense_encoder, load_sae
 from workbench.interp.sites import SITES, parse_hook
 from workbench.interp.tools import Tool, arg, register_tool
-from workbench.interp.units import logit_effects, neuron_directions, scan, unit_summary
+from workbench.interp.units import UnitTables, logit_effects, neuron_directions, scan, unit_summary
 from workbench.settings import ACTIVATIONS_HELP
 
 
 @register_kind("features")
-@dataclass
-class FeaturesResult:
+@dataclass(kw_only=True)
+class FeaturesResult(UnitTables):
     meta: Meta
     sae_id: str
-    corpus_id: str
-    layer: int
-    site: str
-    n_tokens: int
-    stats: pd.DataFrame           # unit, max, min, mean, density, n_fired
-    contexts: pd.DataFrame        # unit, rank, activation, doc, pos, ref, token, tokens, acts, center
-    hist: np.ndarray              # [unit, bins] counts of non-zero activations
-    hist_edges: np.ndarray        # [unit, bins + 1]
-    by_token: pd.DataFrame        # token_id, token, count, rank, unit, mean_act
-    logits: pd.DataFrame          # unit, sign, rank, token_id, token, value
-    random_contexts: pd.DataFrame  # id, doc, pos, ref, token, tokens, center (uniform sample of the corpus)
-    random_acts: np.ndarray        # [unit, random context] activation on each random context's marked token
-    explanations: pd.DataFrame | None = None   # unit, explanation, score, control_score, n_sim, judge
 
     unit_name = "feature"
 
@@ -88,10 +72,8 @@ def run(model: HookedModel, *, sae: str, corpus: str | None = None, top: int = 2
                         "logit_k": logit_k, "explain_with": explain_with, "explain": explain if explain_with else 0,
                         "density": "share of tokens where the latent is in the top k with activation > 0",
                         "logit_effect": "W_dec row (through W_out for mlp_neurons) * final-norm gain @ W_U (direct path)"})
-    return FeaturesResult(meta=meta, sae_id=sae, corpus_id=c.id, layer=layer, site=r.site, n_tokens=s.n_tokens,
-                          stats=s.stats, contexts=s.contexts, hist=s.hist, hist_edges=s.hist_edges, by_token=s.by_token,
-                          random_contexts=s.random_contexts, random_acts=s.random_acts,
-                          logits=logits, explanations=explanations)
+    return FeaturesResult(meta=meta, sae_id=sae, corpus_id=c.id, layer=layer, site=r.site, logits=logits,
+                          explanations=explanations, **s.tables())
 
 
 TOOL = register_tool(Tool(

@@ -13,36 +13,20 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
 from workbench.argtypes import int_at_least
 from workbench.interp.artifacts import Meta, register_kind
 from workbench.interp.collect import open_corpus
 from workbench.interp.hooks import HookedModel
 from workbench.interp.sites import hook_name
 from workbench.interp.tools import Tool, arg, register_tool
-from workbench.interp.units import logit_effects, neuron_directions, scan, unit_summary
+from workbench.interp.units import UnitTables, logit_effects, neuron_directions, scan, unit_summary
 from workbench.settings import ACTIVATIONS_HELP
 
 
 @register_kind("neurons")
-@dataclass
-class NeuronsResult:
+@dataclass(kw_only=True)
+class NeuronsResult(UnitTables):
     meta: Meta
-    corpus_id: str
-    layer: int
-    site: str                     # the hook name
-    n_tokens: int
-    stats: pd.DataFrame           # unit, max, min, mean, density, n_fired
-    contexts: pd.DataFrame        # unit, rank, activation, doc, pos, ref, token, tokens, acts, center
-    hist: np.ndarray              # [unit, bins]
-    hist_edges: np.ndarray        # [unit, bins + 1]
-    by_token: pd.DataFrame        # token_id, token, count, rank, unit, mean_act
-    logits: pd.DataFrame          # unit, sign, rank, token_id, token, value
-    random_contexts: pd.DataFrame  # id, doc, pos, ref, token, tokens, center (uniform sample of the corpus)
-    random_acts: np.ndarray        # [unit, random context] activation on each random context's marked token
-    explanations: pd.DataFrame | None = None   # unit, explanation, score, control_score, n_sim, judge
 
     unit_name = "neuron"
 
@@ -77,10 +61,8 @@ def run(model: HookedModel, *, layer: int, corpus: str | None = None, top: int =
                         "logit_k": logit_k, "skip_first": skip_first, "explain_with": explain_with, "explain": explain if explain_with else 0,
                         "density": "share of tokens with activation > 0",
                         "logit_effect": "W_out row * final-norm gain @ W_U (direct path)"})
-    return NeuronsResult(meta=meta, corpus_id=c.id, layer=layer, site=hook, n_tokens=s.n_tokens, stats=s.stats,
-                         contexts=s.contexts, hist=s.hist, hist_edges=s.hist_edges, by_token=s.by_token,
-                          random_contexts=s.random_contexts, random_acts=s.random_acts, logits=logits,
-                         explanations=explanations)
+    return NeuronsResult(meta=meta, corpus_id=c.id, layer=layer, site=hook, logits=logits, explanations=explanations,
+                         **s.tables())
 
 
 TOOL = register_tool(Tool(

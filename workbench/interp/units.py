@@ -18,7 +18,7 @@ It ignores the norm's division by the residual's scale and every later layer: it
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -43,6 +43,21 @@ class UnitScan:
     n_tokens: int
     random_contexts: pd.DataFrame   # id, doc, pos, ref, token, tokens, center: contexts drawn uniformly (seeded)
     random_acts: np.ndarray         # [unit, random context] each unit's activation on their marked token
+
+    def tables(self) -> dict[str, Any]:
+        """The scan's fields by name (to build a `UnitTables` result from it)."""
+        return {f.name: getattr(self, f.name) for f in fields(UnitScan)}
+
+
+@dataclass(kw_only=True)
+class UnitTables(UnitScan):
+    """A unit-explanation artifact (`neurons`, `features`): the scan, where it came from, the logit effects."""
+
+    corpus_id: str
+    layer: int
+    site: str                     # the hook name
+    logits: pd.DataFrame          # unit, sign, rank, token_id, token, value
+    explanations: pd.DataFrame | None = None   # unit, explanation, score, control_score, n_sim, judge
 
 
 def _frequent_tokens(corpus: Corpus, min_count: int, max_tokens: int) -> tuple[np.ndarray, np.ndarray]:
