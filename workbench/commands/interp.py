@@ -47,9 +47,9 @@ def cmd_fan_out(tool: Any, args: argparse.Namespace) -> int:
         raise WorkbenchError("--samples takes the prompts from the run; drop --sample/--prompt")
     if not args.run:
         raise WorkbenchError("--samples needs --run RUN_ID (the stored eval run to take them from)")
-    samples = select(args.run, args.samples, task=args.task, store=args.store, limit=args.max_samples)
+    samples = select(args.run, args.sample_selector, task=args.task, store=args.store, limit=args.max_samples)
     if not samples:
-        raise WorkbenchError(f"no sample of run {args.run} matches --samples {args.samples}"
+        raise WorkbenchError(f"no sample of run {args.run} matches --samples {args.sample_selector}"
                              f"{' --task ' + args.task if args.task else ''}")
     cluster = cluster_from_args(args)
     bar = tqdm(total=len(samples), desc=f"interp {tool.command}", unit="sample", disable=args.quiet, dynamic_ncols=True)
@@ -75,7 +75,7 @@ def cmd_tool(args: argparse.Namespace) -> int:
     from workbench.interp.tools import TOOLS
 
     tool = TOOLS.get(args.tool)
-    if getattr(args, "samples", None):
+    if getattr(args, "sample_selector", None):  # not `samples`: a tool may have its own flag of that name
         return cmd_fan_out(tool, args)
     if getattr(args, "workers", None) or getattr(args, "ray_address", None):
         raise WorkbenchError("--workers fans a tool out over many samples: add --run RUN_ID --samples SELECTOR")
@@ -111,7 +111,7 @@ def _add_tool(sub: Any, tool: Any, name: str | None = None) -> None:
                                        "(with --samples: only this task's or group's samples)")
         p.add_argument("--store", type=path, help=STORE_HELP)
     if many:
-        p.add_argument("--samples", metavar="SELECTOR",
+        p.add_argument("--samples", dest="sample_selector", metavar="SELECTOR",
                        help="run on many samples of --run: wrong, correct (by the task's primary metric), all, or "
                             "comma-separated doc ids; prints one artifact id per line")
         p.add_argument("--max-samples", type=int_at_least(1), metavar="N", help="at most N of them (run order)")
