@@ -26,9 +26,10 @@ def _sweep_args(models, data_dir, store, out) -> list[str]:
 def test_sweep_runs_each_model_then_compares_them(two_models, fixture_mirror, tmp_path, capsys):
     assert main(_sweep_args(two_models, fixture_mirror, tmp_path / "runs", tmp_path / "reports")) == 0
     report = json.loads(capsys.readouterr().out)
-    runs = RunStore(tmp_path / "runs").list()
+    store = RunStore(tmp_path / "runs")
+    runs = [store.load(r["run_id"]) for r in report["runs"]]  # report order (store order breaks ties by name)
     assert [r.manifest["model"]["spec"] for r in runs] == two_models  # the first model is the baseline
-    assert [r["run_id"] for r in report["runs"]] == [r.run_id for r in runs]
+    assert sorted(r.run_id for r in store.list()) == sorted(r.run_id for r in runs)
     assert {p["candidate"] for p in report["paired"]} == {runs[1].run_id}
     assert (tmp_path / "reports").is_dir() and any((tmp_path / "reports").glob("*.html"))
 
@@ -49,7 +50,8 @@ def test_sweep_on_ray_workers_equals_the_local_sweep(ray_cluster, two_models, fi
                           "--workers", "2", "--ray-address", ray_cluster.address],
                          capture_output=True, text=True, env=dict(ray_cluster.env, WORKBENCH_THREADS="1"), timeout=1200)
     assert out.returncode == 0, out.stderr
-    local, ray = RunStore(tmp_path / "local").list(), RunStore(tmp_path / "ray").list()
+    local, ray = ([r for spec in two_models for r in RunStore(tmp_path / where).list() if r.manifest["model"]["spec"] == spec]
+                  for where in ("local", "ray"))
     assert [r.manifest["execution"][0]["mode"] for r in ray] == ["ray", "ray"]
     for a, b in zip(local, ray, strict=True):
         pd.testing.assert_frame_equal(a.samples, b.samples, check_exact=False, rtol=1e-5)
