@@ -5,20 +5,13 @@ from __future__ import annotations
 import pytest
 from conftest import build_tiny_model
 
+from dashboard.components import walk
 from workbench.analysis.calibration import calibration_rows
 from workbench.analysis.compare import compare_runs
 from workbench.dashboard import pages
 from workbench.dashboard.data import DashboardData
 from workbench.eval.harness import EvalRequest, run_eval
 from workbench.store import RunStore
-
-
-def _walk(node):
-    yield node
-    children = getattr(node, "children", None)
-    for c in children if isinstance(children, (list, tuple)) else [children]:
-        if c is not None and not isinstance(c, (str, int, float)):
-            yield from _walk(c)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +27,7 @@ def data(tmp_path_factory, tiny_model_dir, fixture_mirror):
 
 def test_compare_page_draws_reliability_diagrams(data):
     page = pages.page_for(data, "/compare", "?runs=run-a,run-b")
-    nodes = {n.id: n for n in _walk(page) if isinstance(getattr(n, "id", None), str)}
+    nodes = {n.id: n for n in walk(page) if isinstance(getattr(n, "id", None), str)}
     assert {"cmp-grid", "cmp-calibration", "cmp-reliability"} <= set(nodes)
     ref = calibration_rows(compare_runs([data.run("run-a"), data.run("run-b")]), n_boot=200)
     grid = nodes["cmp-calibration"].rowData

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from dash import dcc, html
 
+from dashboard.components import walk
 from workbench.dashboard import pages
 from workbench.interp import artifacts
 from workbench.interp.units import search_units
@@ -61,16 +62,8 @@ def app(env):
     return create_app(env.store, env.arts, jobs=False)
 
 
-def _walk(node):
-    yield node
-    children = getattr(node, "children", None)
-    for c in children if isinstance(children, (list, tuple)) else [children]:
-        if c is not None and not isinstance(c, (str, int, float)):
-            yield from _walk(c)
-
-
 def _by_id(node, id_):
-    return next(n for n in _walk(node) if getattr(n, "id", None) == id_)
+    return next(n for n in walk(node) if getattr(n, "id", None) == id_)
 
 
 @pytest.mark.parametrize("kind", ["activations", "neurons", "sae", "features", "top_units"])
@@ -105,7 +98,7 @@ def test_hostile_corpus_text_stays_text(app, env):
     hit = r.contexts[r.contexts["tokens"].apply(lambda t: "<" in "".join(t))]
     assert len(hit), "the corpus' markup should appear in some top context"
     page = pages.page_for(app.workbench_data, f"/features/{env.ids['neurons']}", f"?unit={int(hit['unit'].iloc[0])}")
-    comps = list(_walk(page))
+    comps = list(walk(page))
     assert not any(type(c).__name__ in ("Script", "Iframe", "Img") for c in comps)
     assert any(isinstance(getattr(c, "children", None), str) and "<" in c.children for c in comps)
 
@@ -141,6 +134,6 @@ def test_sample_panel_shows_the_top_features(app, env):
     r = artifacts.load(env.ids["top_units"], env.arts)
     rows = table.children[1].children
     assert len(rows) == len(r.units)
-    links = [n for n in _walk(table) if isinstance(n, dcc.Link)]
+    links = [n for n in walk(table) if isinstance(n, dcc.Link)]
     assert any(link.href.startswith(f"/features/{env.ids['features']}?unit=") for link in links)
     assert any(link.href.startswith(f"/features/{env.ids['neurons']}?unit=") for link in links)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from dash import dcc, html
 
+from dashboard.components import walk
 from workbench.analysis.compare import answer_text, compare_runs
 from workbench.analysis.text import one_line
 from workbench.dashboard import pages
@@ -15,21 +16,13 @@ from workbench.dashboard.data import filter_samples, flip_states, leaderboard, s
 from workbench.interp import artifacts
 
 
-def _walk(node):
-    yield node
-    children = getattr(node, "children", None)
-    for c in children if isinstance(children, (list, tuple)) else [children]:
-        if c is not None and not isinstance(c, (str, int, float)):
-            yield from _walk(c)
-
-
 def _ids(node) -> set[str]:
-    return {n.id for n in _walk(node) if isinstance(getattr(n, "id", None), str)}
+    return {n.id for n in walk(node) if isinstance(getattr(n, "id", None), str)}
 
 
 def _text(node) -> str:
     out = []
-    for n in _walk(node):
+    for n in walk(node):
         ch = getattr(n, "children", None)
         for c in ch if isinstance(ch, (list, tuple)) else [ch]:
             if isinstance(c, (str, int, float)):
@@ -73,16 +66,16 @@ def test_leaderboard_lists_what_it_could_not_read(dash_app, dash_env):
     """A stray folder, a stray file and a run with a truncated metrics.json are skipped and named, with why."""
     page = pages.page_for(dash_app.workbench_data, "/", "")
     assert page.id == "page-leaderboard"
-    note = next(n for n in _walk(page) if getattr(n, "id", None) == "lb-unreadable")
+    note = next(n for n in walk(page) if getattr(n, "id", None) == "lb-unreadable")
     text = _text(note)
     assert "Could not read 3 runs" in text
     for name in dash_env.stray:
         assert str(dash_env.store / name) in text
     assert "invalid run id 'Old results (copy)'" in text and "not a run directory" in text
     assert "run-truncated" in text and "metrics.json" in text
-    grid = next(n for n in _walk(page) if getattr(n, "id", None) == "lb-grid")
+    grid = next(n for n in walk(page) if getattr(n, "id", None) == "lb-grid")
     assert sorted(r["run_id"] for r in grid.rowData) == sorted(dash_env.good_runs)
-    columns = next(n for n in _walk(page) if getattr(n, "id", None) == "lb-columns").data
+    columns = next(n for n in walk(page) if getattr(n, "id", None) == "lb-columns").data
     assert [label for _, label in columns] == ["[mmlu] · acc ↑", "arc_easy · acc ↑", "xstest · over_refusal ↓"]
     plot = pages.leaderboard_plot(columns, grid.rowData, None).figure
     assert [t.name for t in plot.data] == [r["label"] for r in grid.rowData][: pages._MAX_PLOTTED]
@@ -105,7 +98,7 @@ def test_leaderboard_selection_links():
 
 
 def _node(page, id_):
-    return next(n for n in _walk(page) if getattr(n, "id", None) == id_)
+    return next(n for n in walk(page) if getattr(n, "id", None) == id_)
 
 
 def test_comparison_page_shows_the_compare_module_numbers(dash_app, dash_env):
@@ -214,7 +207,7 @@ def test_sample_detail_holds_the_stored_loglikelihoods(dash_app, dash_env):
     assert d["scores"]["acc"] == r["acc"] and d["primary"] == "acc" and d["directions"]["acc"] == "higher"
     panel = pages.detail_panel(data, "run-a", dash_env.linked_key)
     assert {"detail-prompt", "detail-choices", "detail-artifacts", "detail-answer"} <= _ids(panel)
-    links = {n.href for n in _walk(panel) if isinstance(n, dcc.Link)}
+    links = {n.href for n in walk(panel) if isinstance(n, dcc.Link)}
     assert links == {f"/artifacts/{dash_env.ids['attention']}", f"/artifacts/{dash_env.ids['logit_lens']}"}
     grid = sample_rows(df, data.run("run-a").manifest, linked=data.linked_artifacts("run-a"))
     assert {r["key"]: r["artifacts"] for r in grid if r["artifacts"]} == {dash_env.linked_key: 2}
@@ -314,38 +307,38 @@ def test_every_artifact_kind_has_a_view(dash_app, dash_env, kind):
     assert EXPECTED_IDS[kind] <= _ids(page)
     r = artifacts.load(aid, dash_env.artifacts)
     if kind == "probe":
-        fig = next(n for n in _walk(page) if getattr(n, "id", None) == "probe-accuracy").figure
+        fig = next(n for n in walk(page) if getattr(n, "id", None) == "probe-accuracy").figure
         np.testing.assert_allclose(fig.data[0].y, r.by_layer["accuracy"])
         np.testing.assert_allclose(fig.data[1].y, r.by_layer["control_accuracy"])
         assert [s.y0 for s in fig.layout.shapes] == [r.text_baseline["accuracy"]]   # the text-only baseline line
     if kind == "attribution":
-        spans = next(n for n in _walk(page) if getattr(n, "id", None) == "attr-ig").children
+        spans = next(n for n in walk(page) if getattr(n, "id", None) == "attr-ig").children
         assert [s.children for s in spans] == r.meta.tokens[0][: len(r.ig)]
         strongest = int(np.argmax(np.abs(r.ig)))
         assert spans[strongest].style["backgroundColor"].endswith(",0.850)")
     if kind == "patching":  # normalised recovery on the colour scale, the raw patched metric in the hover
-        fig = next(n for n in _walk(page) if getattr(n, "id", None) == "patch-exact-resid_pre").figure
+        fig = next(n for n in walk(page) if getattr(n, "id", None) == "patch-exact-resid_pre").figure
         np.testing.assert_allclose(fig.data[0].z, r.effect("resid_pre"), rtol=1e-6)
         np.testing.assert_allclose(fig.data[0].customdata, r.exact_resid_pre)
         assert fig.data[0].zmid == 0 and fig.data[0].zmax >= 1
-        line = next(n for n in _walk(page) if getattr(n, "id", None) == "patch-exact-mlp_out").figure
+        line = next(n for n in walk(page) if getattr(n, "id", None) == "patch-exact-mlp_out").figure
         np.testing.assert_allclose(line.data[0].y, r.effect("mlp_out"), rtol=1e-6)
     if kind == "logit_lens":  # target probability by layer as a line per position, its rank below
-        fig = next(n for n in _walk(page) if getattr(n, "id", None) == "lens-target").figure
+        fig = next(n for n in walk(page) if getattr(n, "id", None) == "lens-target").figure
         probs = [t for t in fig.data if t.showlegend is not False]
         np.testing.assert_allclose(np.stack([t.y for t in probs], axis=1), r.target_prob)
         ranks = [t for t in fig.data if t.showlegend is False]
         np.testing.assert_allclose(np.stack([t.y for t in ranks], axis=1), r.target_rank + 1)
-        hits = [n for n in _walk(page) if isinstance(n, html.Td) and getattr(n, "className", None) == "target"]
+        hits = [n for n in walk(page) if isinstance(n, html.Td) and getattr(n, "className", None) == "target"]
         assert len(hits) == int((r.top["token_id"] == r.target_id).sum()) > 0
     if kind == "trace":
-        fig = next(n for n in _walk(page) if getattr(n, "id", None) == "trace-state").figure
+        fig = next(n for n in walk(page) if getattr(n, "id", None) == "trace-state").figure
         np.testing.assert_allclose(fig.data[0].z, r.grid("state", 0).T)
         assert "&lt;" in fig.data[0].y[0] and not any("<" in y for y in fig.data[0].y)  # model text escaped
-        avg = next(n for n in _walk(page) if getattr(n, "id", None) == "trace-avg-mlp").figure
+        avg = next(n for n in walk(page) if getattr(n, "id", None) == "trace-avg-mlp").figure
         np.testing.assert_allclose(avg.data[0].z, r.average("mlp").T)
     if kind == "circuit":
-        curve = next(n for n in _walk(page) if getattr(n, "id", None) == "circuit-faithfulness").figure
+        curve = next(n for n in walk(page) if getattr(n, "id", None) == "circuit-faithfulness").figure
         eap = r.curve("eap")
         np.testing.assert_allclose(curve.data[0].y, eap[eap["k"] > 0]["faithfulness"])
 
@@ -441,7 +434,7 @@ def test_background_job_saves_an_artifact_linked_to_the_sample(dash_app, dash_en
     m = artifacts.read_manifest(job.artifact_id, dash_env.artifacts)
     assert m["source"]["run_id"] == "run-b" and f"{m['source']['task']}#{m['source']['doc_id']}" == key
     assert m["prompts"] == [row["prompt"]] and m["model"]["spec"] == spec
-    links = {n.href for n in _walk(html.Div(pages.artifact_links(data, "run-b", key))) if isinstance(n, dcc.Link)}
+    links = {n.href for n in walk(html.Div(pages.artifact_links(data, "run-b", key))) if isinstance(n, dcc.Link)}
     assert links == {f"/artifacts/{job.artifact_id}"}
     status = pages.job_status(job)
     assert status[1].href == f"/artifacts/{job.artifact_id}"
