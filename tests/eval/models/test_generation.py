@@ -7,7 +7,7 @@ from lm_eval.api.instance import Instance
 from lm_eval.models.huggingface import HFLM
 
 from workbench.eval.models import load_model
-from workbench.eval.models.generation import ContinuousBatcher, GenRequest
+from workbench.eval.models.generation import ContinuousBatcher, GenRequest, _Lookup
 
 PROMPTS = ["The quick brown fox", "Question: What do plants need?\nAnswer:", "def add(a, b):\n",
            "Which organ pumps blood? The heart", "1234567890", "True, False. True", "#### 42\n"]
@@ -52,16 +52,62 @@ def test_sampling_is_seeded_per_request_not_per_batch(tiny_model_dir):
 def test_a_finished_sequence_frees_its_slot_at_once(tiny_model_dir):
     lm = load_model(f"hf:{tiny_model_dir}")
     toks = lm.tok_encode("The quick brown fox")
-    batcher = ContinuousBatcher(lm.model, max_batch=2, eos_ids=[], stop=lambda _: False)
+    batcher = ContinuousBatcher(lm.model, max_batch=2, eos_ids=[], stop=lambda _: False, draft_tokens=0)
     budgets = [2, 10, 3, 3]
     out = batcher.run([GenRequest(list(toks), n) for n in budgets])
     assert [len(o) for o in out] == budgets
     # slots: r0 leaves after 1 step, r2 joins; r2 leaves after step 3, r3 joins; r1 runs alone to step 9.
     # A fixed batch of 2 would take 9 + 2 steps.
     assert batcher.decode_steps == 9 and batcher.prefills == 4
-    greedy = [ContinuousBatcher(lm.model, max_batch=1, eos_ids=[], stop=lambda _: False).run(
+    greedy = [ContinuousBatcher(lm.model, max_batch=1, eos_ids=[], stop=lambda _: False, draft_tokens=0).run(
         [GenRequest(list(toks), n)])[0] for n in budgets]
     assert out == greedy  # same tokens alone or batched
+
+
+def test_lookup_drafts_the_continuation_of_the_latest_earlier_occurrence():
+    lk = _Lookup([5, 6, 7, 8, 1, 2, 5, 6, 9], max_len=8)
+    lk.append(5)
+    lk.append(6)
+    assert lk.match(3) == [9, 5, 6]     # "5 6" last seen followed by 9 (not by the older "7 8")
+    lk.append(7)
+    assert lk.match(4) == [8, 1, 2, 5]  # the 3-gram "5 6 7" matches first
+    assert _Lookup([1, 2, 3], max_len=8).match(2) == [] and lk.match(0) == []
+
+
+def test_lookup_stops_drafting_while_its_drafts_are_wrong_and_resumes_when_right():
+    lk = _Lookup([1, 2, 3, 1, 2], max_len=8)
+    assert lk.draft(8) == [3, 1, 2]
+    for _ in range(3):  # the model picks something else: the first draft is fed and rejected, then not fed
+        lk.learn(lk.draft(8), 0, first_pick=99)
+    assert lk.draft(8) == [] and lk.pending == [3, 1, 2]  # not fed, still checked against the pick
+    fed = []
+    for _ in range(4):  # the model now picks what the draft says
+        d = lk.draft(8)
+        fed.append(d)
+        lk.learn(d, len(d), first_pick=3)
+    assert fed[0] == [] and fed[-1] == [3, 1, 2]  # fed again
+@pytest.mark.parametrize("max_batch", [1, 3])
+def test_drafts_keep_greedy_tokens_and_save_steps(tiny_model_dir, max_batch):
+    lm = load_model(f"hf:{tiny_model_dir}")
+    # a random tiny model repeats itself: its own output is a good source of drafts
+    prompts = [lm.tok_encode(p) for p in PROMPTS]
+    reqs = [GenRequest(list(p), 48) for p in prompts]
+    plain = ContinuousBatcher(lm.model, max_batch=max_batch, eos_ids=[], stop=lambda _: False, draft_tokens=0)
+    drafted = ContinuousBatcher(lm.model, max_batch=max_batch, eos_ids=[], stop=lambda _: False, draft_tokens=8)
+    assert drafted.run(reqs) == plain.run(reqs)
+    assert drafted.accepted > 0 and drafted.decode_steps < plain.decode_steps
+
+
+def test_rejected_draft_columns_are_compacted_away(tiny_model_dir, monkeypatch):
+    monkeypatch.setattr(_Lookup, "MIN_RATE", 0.0)  # draft whenever the prompt offers a match, right or wrong
+    lm = load_model(f"hf:{tiny_model_dir}")
+    reqs = [GenRequest(lm.tok_encode(p * 3), 40) for p in PROMPTS]
+    ref = ContinuousBatcher(lm.model, max_batch=4, eos_ids=[], stop=lambda _: False, draft_tokens=0).run(reqs)
+    eager = ContinuousBatcher(lm.model, max_batch=4, eos_ids=[], stop=lambda _: False, draft_tokens=8, step_tokens=64)
+    eager._windowed = True  # compact after every drafting step, as for a sliding-window model
+    assert eager.run(reqs) == ref and eager.drafted > eager.accepted
+    lazy = ContinuousBatcher(lm.model, max_batch=4, eos_ids=[], stop=lambda _: False, draft_tokens=8, step_tokens=64)
+    assert lazy.run(reqs) == ref and lazy.drafted > lazy.accepted  # masked holes left until they are a quarter
 
 
 def test_shared_prefix_is_prefilled_once(tiny_model_dir):
