@@ -42,7 +42,7 @@ class HFBackend(HFLM, WorkbenchLM):
     """lm-eval's HFLM with a prefix-sharing, scored-positions-only loglikelihood core."""
 
     def __init__(self, model, tokenizer, info: ModelInfo, batch_tokens: int = 4096, min_shared_prefix: int = 32,
-                 seed: int = 1234, **kwargs: Any) -> None:
+                 seed: int = 1234, draft_tokens: int = 8, **kwargs: Any) -> None:
         kwargs.setdefault("batch_size", 8)
         super().__init__(pretrained=model, tokenizer=tokenizer, device=str(model.device), **kwargs)
         self.info = info
@@ -50,6 +50,8 @@ class HFBackend(HFLM, WorkbenchLM):
         self.min_shared_prefix = int(min_shared_prefix)
         self.seed = int(seed)  # sampling seed: each request's draw is seeded from it, its prompt and its repeat
         self.info.extra.setdefault("device", str(model.device))
+        self.draft_tokens = int(draft_tokens)  # greedy generation's prompt-lookup drafts (0: none); tokens unchanged
+        self.info.extra.setdefault("draft_tokens", self.draft_tokens)
 
     # HFLM's generate_until runs `model.generate` on fixed batches; this keeps its request handling
     # (gen kwargs normalisation, stop sequences + EOS, left truncation, decoding, stop-string cut)
@@ -85,7 +87,8 @@ class HFBackend(HFLM, WorkbenchLM):
                                        request_seed(self.seed, context, occurrence) if sampled else None))
             batcher = ContinuousBatcher(self.model, max_batch=self._generation_batch(), eos_ids=self._eos_ids(),
                                         stop=StopChecker(until, lambda t: self.tok_decode(t, skip_special_tokens=False)),
-                                        processors=processors, min_shared_prefix=self.min_shared_prefix)
+                                        processors=processors, min_shared_prefix=self.min_shared_prefix,
+                                        draft_tokens=self.draft_tokens)
             out = batcher.run(reqs, on_done=lambda _: pbar.update(1))
             for i, toks in zip(idx, out, strict=True):
                 text = postprocess_generated_text(self.tok_decode(toks), until, None)
