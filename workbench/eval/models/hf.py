@@ -143,6 +143,14 @@ class HFBackend(HFLM, WorkbenchLM):
         # of them, longest first, so a batch's rows need little padding after the prefix they share.
         contexts = _preamble_runs_by_length(sorted(by_ctx), self.min_shared_prefix)
         pbar = tqdm(total=len(requests), disable=disable_tqdm, desc="loglikelihood", leave=False)
+        # Contexts that share no preamble and fit a packed row go through one packed forward per batch.
+        packable = self._packable(contexts, by_ctx)
+        if packable:
+            for batch in self._pack_rows(packable, by_ctx):
+                self._score_packed(batch, by_ctx, results)
+                pbar.update(sum(len(by_ctx[c]) for row in batch for c in row))
+            done = set(packable)
+            contexts = [c for c in contexts if c not in done]
         bs = int(self.batch_size) if str(self.batch_size).isdigit() else 8
         start = 0
         while start < len(contexts):
@@ -162,6 +170,86 @@ class HFBackend(HFLM, WorkbenchLM):
         for i, (req, _, _) in enumerate(requests):
             self.cache_hook.add_partial("loglikelihood", req, results[i])
         return results  # type: ignore[return-value]
+
+    # ---- packed scoring ------------------------------------------------------------------------------
+    # Short contexts without a shared preamble (0-shot multiple choice: ARC, MMLU-cloze, BIG-bench) are
+    # scored packed: a row holds several items, each its context followed by every continuation's tokens
+    # (the last one excepted), under a block mask where a continuation sees its context and itself
+    # only, with positions restarting after the context. One forward scores them all: no padding
+    # between items, no KV copies, the vocabulary projection only at scored positions.
+    PACK_ROW = 256
+
+    def _packable(self, contexts: list, by_ctx) -> list:
+        """Contexts to score packed: those sharing no preamble with a neighbour, when the model allows."""
+        cfg = self.model.config.get_text_config()
+        # A sliding-window model's window counts positions: an item must fit it for the block mask to agree.
+        limit = min(1024, self.max_length, getattr(cfg, "sliding_window", None) or self.max_length)
+        out = []
+        for k, ctx in enumerate(contexts):
+            near = [contexts[j] for j in (k - 1, k + 1) if 0 <= j < len(contexts)]
+            if any(_common_prefix_len([ctx, n]) >= self.min_shared_prefix for n in near):
+                continue
+            if _packed_len(ctx, by_ctx[ctx]) <= limit:
+                out.append(ctx)
+        if not out or getattr(cfg, "_attn_implementation", None) != "sdpa" or self._vocab_head() is None:
+            return []
+        return out
+
+    def _pack_rows(self, contexts: list, by_ctx) -> list[list[list]]:
+        """Batches of rows of contexts (first fit, longest first); a batch holds at most `batch_tokens`."""
+        items = sorted(contexts, key=lambda c: -_packed_len(c, by_ctx[c]))
+        width = max(self.PACK_ROW, _packed_len(items[0], by_ctx[items[0]]))
+        rows: list[tuple[int, list]] = []
+        for ctx in items:
+            n = _packed_len(ctx, by_ctx[ctx])
+            for k, (used, row) in enumerate(rows):
+                if used + n <= width:
+                    rows[k] = (used + n, row + [ctx])
+                    break
+            else:
+                rows.append((n, [ctx]))
+        per = max(1, self.batch_tokens // width)
+        return [[row for _, row in rows[i:i + per]] for i in range(0, len(rows), per)]
+
+    def _score_packed(self, batch: list[list], by_ctx, results) -> None:
+        dev = self.model.device
+        width = max(sum(_packed_len(c, by_ctx[c]) for c in row) for row in batch)
+        ids = torch.zeros((len(batch), width), dtype=torch.long)
+        pos = torch.zeros((len(batch), width), dtype=torch.long)
+        mask = torch.zeros((len(batch), 1, width, width), dtype=torch.bool)
+        scored: list[tuple[int, list[int], list[int]]] = []  # (request, flat positions whose logits score it, targets)
+        for b, row in enumerate(batch):
+            s = 0
+            for ctx in row:
+                c = len(ctx)
+                ids[b, s:s + c] = torch.tensor(ctx)
+                pos[b, s:s + c] = torch.arange(c)
+                mask[b, 0, s:s + c, s:s + c] = torch.ones((c, c), dtype=torch.bool).tril()
+                a = s + c
+                for i, cont in by_ctx[ctx]:
+                    m = len(cont) - 1
+                    if m:
+                        ids[b, a:a + m] = torch.tensor(cont[:-1])
+                        pos[b, a:a + m] = torch.arange(c, c + m)
+                        mask[b, 0, a:a + m, s:s + c] = True
+                        mask[b, 0, a:a + m, a:a + m] = torch.ones((m, m), dtype=torch.bool).tril()
+                    at = [s + c - 1, *range(a, a + m)]
+                    scored.append((i, [b * width + p for p in at], list(cont)))
+                    a += m
+                s = a
+            mask[b, 0, range(s, width), range(s, width)] = True  # padding attends to itself (no empty rows)
+        hidden = self.model.base_model(input_ids=ids.to(dev), attention_mask=mask.to(dev),
+                                       position_ids=pos.to(dev)).last_hidden_state
+        flat = torch.tensor([p for _, at, _ in scored for p in at], device=dev)
+        logp = F.log_softmax(self._vocab_head()(hidden.reshape(-1, hidden.shape[-1])[flat]).float(), dim=-1)
+        tgt = torch.tensor([t for _, _, cont in scored for t in cont], device=dev)
+        lp = logp.gather(1, tgt[:, None])[:, 0]
+        hit = logp.argmax(-1) == tgt
+        k = 0
+        for i, at, _ in scored:
+            n = len(at)
+            results[i] = (float(lp[k:k + n].sum()), bool(hit[k:k + n].all()))
+            k += n
 
     def _forward(self, cache, **inputs: Any):
         """One forward that extends `cache` in place (transformers 5 calls the argument `cache`)."""
@@ -371,6 +459,11 @@ def _preamble_runs_by_length(contexts: list, min_shared: int) -> list:
     runs.append(run)
     out = [c for r in runs if len(r) > 1 for c in sorted(r, key=len, reverse=True)]
     return out + sorted((r[0] for r in runs if len(r) == 1), key=len, reverse=True)
+
+
+def _packed_len(ctx, conts) -> int:
+    """Tokens a context takes in a packed row: itself, then each continuation but its last token."""
+    return len(ctx) + sum(len(c) - 1 for _, c in conts)
 
 
 def _similar_lengths(items: list, length, max_rows: int = 64, waste: float = 0.25) -> list[list]:
