@@ -52,8 +52,12 @@ def _pairs(questions):
 
 def test_shared_few_shot_prefix_is_run_once_and_scores_match(tiny_model_dir):
     ours = load_model(f"hf:{tiny_model_dir}", batch_size=3)
-    calls = []
+    ours._vocab_head()  # its one-off check runs a forward of its own
+    calls, packed = [], []
     ours.model.register_forward_pre_hook(lambda mod, args, kwargs: calls.append(kwargs["input_ids"].shape), with_kwargs=True)
+    ours.model.base_model.register_forward_pre_hook(
+        lambda mod, args, kwargs: packed.append(kwargs["attention_mask"].shape)
+        if kwargs.get("attention_mask") is not None and kwargs["attention_mask"].dim() == 4 else None, with_kwargs=True)
     stock = HFLM(pretrained=str(tiny_model_dir), dtype="float32", batch_size=1, device="cpu")
     pairs = _pairs(QUESTIONS)
     got = ours.loglikelihood(_requests(pairs), disable_tqdm=True)
@@ -63,14 +67,29 @@ def test_shared_few_shot_prefix_is_run_once_and_scores_match(tiny_model_dir):
     block = ours.PREFIX_BLOCK
     n_pre = len(ours.tok_encode(PREAMBLE)) // block
     assert n_pre >= 2
-    # The preamble's whole blocks ran once, as batches of one, for both batches of contexts (3 + 2) ...
-    assert calls[:n_pre] == [(1, block)] * n_pre
-    assert all(c[0] > 1 for c in calls[n_pre:])
-    # ... and a later call with the same preamble reuses them: no prefix forward at all.
+    # The preamble's whole blocks ran once, as batches of one; the questions after it, packed in one row
+    # that sees the preamble's KV (mask: row tokens x (preamble + row tokens)).
+    assert calls == [(1, block)] * n_pre
+    assert len(packed) == 1 and packed[0][2] + n_pre * block == packed[0][3]
+    # ... and a later call with the same preamble reuses the blocks: no prefix forward at all.
     calls.clear()
     again = ours.loglikelihood(_requests(_pairs(QUESTIONS[:2])), disable_tqdm=True)
-    assert all(c[0] > 1 for c in calls)
-    assert again == got[:6]
+    assert calls == []
+    assert [ll for ll, _ in again] == pytest.approx([ll for ll, _ in got[:6]], abs=1e-5)
+    assert [g for _, g in again] == [g for _, g in got[:6]]
+
+
+def test_short_contexts_without_a_preamble_are_scored_packed(tiny_model_dir):
+    ours = load_model(f"hf:{tiny_model_dir}", batch_size=8)
+    stock = HFLM(pretrained=str(tiny_model_dir), dtype="float32", batch_size=1, device="cpu")
+    seen = []
+    ours.model.base_model.register_forward_pre_hook(
+        lambda mod, args, kwargs: seen.append(kwargs["input_ids"].shape), with_kwargs=True)
+    pairs = [(q, c) for q in QUESTIONS for c in (" A", " sunlight and water", " the leg of the table")]
+    got = ours.loglikelihood(_requests(pairs), disable_tqdm=True)
+    assert seen[-1][0] == 1 and len(seen) <= 3  # the head check, then every item in one packed row
+    for (ll, greedy), (ll_ref, greedy_ref) in zip(got, stock.loglikelihood(_requests(pairs), disable_tqdm=True)):
+        assert ll == pytest.approx(ll_ref, abs=1e-4) and greedy == greedy_ref
 
 
 def test_kept_prefix_does_not_make_scores_depend_on_call_order(tiny_model_dir):

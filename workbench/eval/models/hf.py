@@ -151,6 +151,16 @@ class HFBackend(HFLM, WorkbenchLM):
                 pbar.update(sum(len(by_ctx[c]) for row in batch for c in row))
             done = set(packable)
             contexts = [c for c in contexts if c not in done]
+        # Contexts that share a few-shot preamble: its KV once (kept blocks), their own tokens packed after it.
+        rest = []
+        for run, shared in self._preamble_runs(contexts, by_ctx):
+            if not shared:
+                rest.extend(run)
+                continue
+            for batch in self._pack_rows(run, by_ctx, shared=shared, per_batch=1):
+                self._score_packed(batch, by_ctx, results, shared=shared)
+                pbar.update(sum(len(by_ctx[c]) for row in batch for c in row))
+        contexts = rest
         bs = int(self.batch_size) if str(self.batch_size).isdigit() else 8
         start = 0
         while start < len(contexts):
@@ -195,51 +205,85 @@ class HFBackend(HFLM, WorkbenchLM):
             return []
         return out
 
-    def _pack_rows(self, contexts: list, by_ctx) -> list[list[list]]:
-        """Batches of rows of contexts (first fit, longest first); a batch holds at most `batch_tokens`."""
-        items = sorted(contexts, key=lambda c: -_packed_len(c, by_ctx[c]))
-        width = max(self.PACK_ROW, _packed_len(items[0], by_ctx[items[0]]))
+    def _preamble_runs(self, contexts: list, by_ctx) -> list[tuple[list, int]]:
+        """Consecutive contexts that share a preamble, with the whole blocks of it to run once (0 where the
+        run is not packed: too short a preamble, too long an item, or a model that does not allow it)."""
+        cfg = self.model.config.get_text_config()
+        limit = min(self.max_length, getattr(cfg, "sliding_window", None) or self.max_length)
+        runs, run = [], []
+        for ctx in contexts:
+            if run and _common_prefix_len([run[0], ctx]) < self.min_shared_prefix:
+                runs.append(run)
+                run = []
+            run.append(ctx)
+        if run:
+            runs.append(run)
+        out = []
+        for run in runs:
+            shared = _common_prefix_len(run) if len(run) > 1 else 0
+            shared -= shared % self.PREFIX_BLOCK
+            fits = all(_packed_len(c, by_ctx[c]) <= limit and _packed_len(c, by_ctx[c]) - shared <= 4 * self.PACK_ROW
+                       for c in run)
+            ok = shared >= max(self.min_shared_prefix, self.PREFIX_BLOCK) and fits
+            if ok and (getattr(cfg, "_attn_implementation", None) != "sdpa" or self._vocab_head() is None):
+                ok = False
+            out.append((run, shared if ok else 0))
+        return out
+
+    def _pack_rows(self, contexts: list, by_ctx, shared: int = 0, per_batch: int | None = None) -> list[list[list]]:
+        """Batches of rows of contexts (first fit, longest first); a batch holds at most `batch_tokens`
+        (or `per_batch` rows). With `shared`, rows hold the contexts' tokens after that many."""
+        size = lambda c: _packed_len(c, by_ctx[c]) - shared  # noqa: E731
+        items = sorted(contexts, key=lambda c: -size(c))
+        width = max(self.PACK_ROW, size(items[0]))
         rows: list[tuple[int, list]] = []
         for ctx in items:
-            n = _packed_len(ctx, by_ctx[ctx])
+            n = size(ctx)
             for k, (used, row) in enumerate(rows):
                 if used + n <= width:
                     rows[k] = (used + n, row + [ctx])
                     break
             else:
                 rows.append((n, [ctx]))
-        per = max(1, self.batch_tokens // width)
+        per = per_batch or max(1, self.batch_tokens // width)
         return [[row for _, row in rows[i:i + per]] for i in range(0, len(rows), per)]
 
-    def _score_packed(self, batch: list[list], by_ctx, results) -> None:
+    def _score_packed(self, batch: list[list], by_ctx, results, shared: int = 0) -> None:
+        """Score a batch of packed rows; with `shared`, one row after the KV of its contexts' common
+        first `shared` tokens, which every token of the row sees."""
         dev = self.model.device
-        width = max(sum(_packed_len(c, by_ctx[c]) for c in row) for row in batch)
+        width = max(sum(_packed_len(c, by_ctx[c]) - shared for c in row) for row in batch)
         ids = torch.zeros((len(batch), width), dtype=torch.long)
         pos = torch.zeros((len(batch), width), dtype=torch.long)
-        mask = torch.zeros((len(batch), 1, width, width), dtype=torch.bool)
+        mask = torch.zeros((len(batch), 1, width, shared + width), dtype=torch.bool)
+        mask[:, :, :, :shared] = True
+        own = mask[:, :, :, shared:]  # the row's own columns
         scored: list[tuple[int, list[int], list[int]]] = []  # (request, flat positions whose logits score it, targets)
         for b, row in enumerate(batch):
             s = 0
             for ctx in row:
-                c = len(ctx)
-                ids[b, s:s + c] = torch.tensor(ctx)
-                pos[b, s:s + c] = torch.arange(c)
-                mask[b, 0, s:s + c, s:s + c] = torch.ones((c, c), dtype=torch.bool).tril()
+                c = len(ctx) - shared
+                ids[b, s:s + c] = torch.tensor(ctx[shared:])
+                pos[b, s:s + c] = torch.arange(shared, len(ctx))
+                own[b, 0, s:s + c, s:s + c] = torch.ones((c, c), dtype=torch.bool).tril()
                 a = s + c
                 for i, cont in by_ctx[ctx]:
                     m = len(cont) - 1
                     if m:
                         ids[b, a:a + m] = torch.tensor(cont[:-1])
-                        pos[b, a:a + m] = torch.arange(c, c + m)
-                        mask[b, 0, a:a + m, s:s + c] = True
-                        mask[b, 0, a:a + m, a:a + m] = torch.ones((m, m), dtype=torch.bool).tril()
+                        pos[b, a:a + m] = torch.arange(len(ctx), len(ctx) + m)
+                        own[b, 0, a:a + m, s:s + c] = True
+                        own[b, 0, a:a + m, a:a + m] = torch.ones((m, m), dtype=torch.bool).tril()
                     at = [s + c - 1, *range(a, a + m)]
                     scored.append((i, [b * width + p for p in at], list(cont)))
                     a += m
                 s = a
-            mask[b, 0, range(s, width), range(s, width)] = True  # padding attends to itself (no empty rows)
+            own[b, 0, range(s, width), range(s, width)] = True  # padding attends to itself (no empty rows)
+        extra = {}
+        if shared:
+            extra = {self._cache_kw: self._prefix_kv(batch[0][0][:shared]), "use_cache": True}
         hidden = self.model.base_model(input_ids=ids.to(dev), attention_mask=mask.to(dev),
-                                       position_ids=pos.to(dev)).last_hidden_state
+                                       position_ids=pos.to(dev), **extra).last_hidden_state
         flat = torch.tensor([p for _, at, _ in scored for p in at], device=dev)
         logp = F.log_softmax(self._vocab_head()(hidden.reshape(-1, hidden.shape[-1])[flat]).float(), dim=-1)
         tgt = torch.tensor([t for _, _, cont in scored for t in cont], device=dev)
