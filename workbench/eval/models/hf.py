@@ -323,11 +323,13 @@ class HFBackend(HFLM, WorkbenchLM):
 
         dev, bs = self.model.device, self.PREFIX_BLOCK
         kept = self.__dict__.setdefault("_prefix_blocks", OrderedDict())
-        cache = DynamicCache()
+        blocks, cache = [], None  # `cache`, once made, holds exactly `blocks` while new ones are computed
         for end in range(bs, len(tokens) + 1, bs):
             key = tuple(tokens[:end])
             block = kept.get(key)
             if block is None:
+                if cache is None or cache.get_seq_length() != len(blocks) * bs:
+                    cache = _join_blocks(blocks)
                 self._forward(cache, input_ids=torch.tensor([tokens[end - bs:end]], device=dev),
                               position_ids=torch.arange(end - bs, end, device=dev).unsqueeze(0), logits_to_keep=1)
                 block = kept[key] = [(layer.keys[:, :, -bs:].clone(), layer.values[:, :, -bs:].clone())
@@ -336,9 +338,8 @@ class HFBackend(HFLM, WorkbenchLM):
                     kept.popitem(last=False)
             else:
                 kept.move_to_end(key)
-                for layer_idx, (k, v) in enumerate(block):
-                    cache.update(k, v, layer_idx)
-        return cache
+            blocks.append(block)
+        return _join_blocks(blocks)
 
     def _score_batch(self, batch, by_ctx, results) -> None:
         dev = self.model.device
@@ -503,6 +504,16 @@ def _preamble_runs_by_length(contexts: list, min_shared: int) -> list:
     runs.append(run)
     out = [c for r in runs if len(r) > 1 for c in sorted(r, key=len, reverse=True)]
     return out + sorted((r[0] for r in runs if len(r) == 1), key=len, reverse=True)
+
+
+def _join_blocks(blocks: list) -> Any:
+    """A cache holding the given blocks' KV one after another (one concatenation per layer)."""
+    from transformers import DynamicCache
+
+    if not blocks:
+        return DynamicCache()
+    return DynamicCache([(torch.cat([b[i][0] for b in blocks], dim=2), torch.cat([b[i][1] for b in blocks], dim=2))
+                         for i in range(len(blocks[0]))])
 
 
 def _packed_len(ctx, conts) -> int:
