@@ -52,6 +52,7 @@ def _pairs(questions):
 
 def test_shared_few_shot_prefix_is_run_once_and_scores_match(tiny_model_dir):
     ours = load_model(f"hf:{tiny_model_dir}", batch_size=3)
+    ours.PACK_MIN_RUN = 1  # pack after the preamble however few the items (by default: 8 or more)
     ours._vocab_head()  # its one-off check runs a forward of its own
     calls, packed = [], []
     ours.model.register_forward_pre_hook(lambda mod, args, kwargs: calls.append(kwargs["input_ids"].shape), with_kwargs=True)
@@ -74,7 +75,7 @@ def test_shared_few_shot_prefix_is_run_once_and_scores_match(tiny_model_dir):
     # ... and a later call with the same preamble reuses the blocks: no prefix forward at all.
     calls.clear()
     again = ours.loglikelihood(_requests(_pairs(QUESTIONS[:2])), disable_tqdm=True)
-    assert calls == []
+    assert calls == [] and len(packed) == 2
     assert [ll for ll, _ in again] == pytest.approx([ll for ll, _ in got[:6]], abs=1e-5)
     assert [g for _, g in again] == [g for _, g in got[:6]]
 

@@ -188,6 +188,7 @@ class HFBackend(HFLM, WorkbenchLM):
     # only, with positions restarting after the context. One forward scores them all: no padding
     # between items, no KV copies, the vocabulary projection only at scored positions.
     PACK_ROW = 256
+    PACK_MIN_RUN = 8  # contexts sharing a preamble needed before they are packed after it
 
     def _packable(self, contexts: list, by_ctx) -> list:
         """Contexts to score packed: those sharing no preamble with a neighbour, when the model allows."""
@@ -224,7 +225,9 @@ class HFBackend(HFLM, WorkbenchLM):
             shared -= shared % self.PREFIX_BLOCK
             fits = all(_packed_len(c, by_ctx[c]) <= limit and _packed_len(c, by_ctx[c]) - shared <= 4 * self.PACK_ROW
                        for c in run)
-            ok = shared >= max(self.min_shared_prefix, self.PREFIX_BLOCK) and fits
+            # Measured on SmolLM2 MMLU 5-shot: packed rows beat padded batches by 30% on a whole subject,
+            # but lose 10% on four items of a subject (the quick suite), so few-item runs stay batched.
+            ok = shared >= max(self.min_shared_prefix, self.PREFIX_BLOCK) and fits and len(run) >= self.PACK_MIN_RUN
             if ok and (getattr(cfg, "_attn_implementation", None) != "sdpa" or self._vocab_head() is None):
                 ok = False
             out.append((run, shared if ok else 0))
