@@ -211,16 +211,8 @@ class HFBackend(HFLM, WorkbenchLM):
         run is not packed: too short a preamble, too long an item, or a model that does not allow it)."""
         cfg = self.model.config.get_text_config()
         limit = min(self.max_length, getattr(cfg, "sliding_window", None) or self.max_length)
-        runs, run = [], []
-        for ctx in contexts:
-            if run and _common_prefix_len([run[0], ctx]) < self.min_shared_prefix:
-                runs.append(run)
-                run = []
-            run.append(ctx)
-        if run:
-            runs.append(run)
         out = []
-        for run in runs:
+        for run in _runs(contexts, self.min_shared_prefix):
             shared = _common_prefix_len(run) if len(run) > 1 else 0
             shared -= shared % self.PREFIX_BLOCK
             fits = all(_packed_len(c, by_ctx[c]) <= limit and _packed_len(c, by_ctx[c]) - shared <= 4 * self.PACK_ROW
@@ -236,7 +228,7 @@ class HFBackend(HFLM, WorkbenchLM):
     def _pack_rows(self, contexts: list, by_ctx, shared: int = 0, per_batch: int | None = None) -> list[list[list]]:
         """Batches of rows of contexts (first fit, longest first); a batch holds at most `batch_tokens`
         (or `per_batch` rows). With `shared`, rows hold the contexts' tokens after that many."""
-        size = lambda c: _packed_len(c, by_ctx[c]) - shared  # noqa: E731
+        size = lambda c: _packed_len(c, by_ctx[c]) - shared
         items = sorted(contexts, key=lambda c: -size(c))
         width = max(self.PACK_ROW, size(items[0]))
         rows: list[tuple[int, list]] = []
@@ -321,8 +313,6 @@ class HFBackend(HFLM, WorkbenchLM):
     def _prefix_kv(self, tokens: list[int]):
         """A cache holding the KV of `tokens` (a whole number of blocks), from kept blocks where it can."""
         from collections import OrderedDict
-
-        from transformers import DynamicCache
 
         dev, bs = self.model.device, self.PREFIX_BLOCK
         kept = self.__dict__.setdefault("_prefix_blocks", OrderedDict())
@@ -498,15 +488,20 @@ class HFBackend(HFLM, WorkbenchLM):
 def _preamble_runs_by_length(contexts: list, min_shared: int) -> list:
     """Sorted contexts regrouped: each run that shares at least `min_shared` leading tokens, longest first,
     then every context that shares no preamble, longest first (so batches need little padding)."""
+    runs = _runs(contexts, min_shared)
+    out = [c for r in runs if len(r) > 1 for c in sorted(r, key=len, reverse=True)]
+    return out + sorted((r[0] for r in runs if len(r) == 1), key=len, reverse=True)
+
+
+def _runs(contexts: list, min_shared: int) -> list[list]:
+    """Consecutive contexts grouped: a run's members share at least `min_shared` leading tokens with its first."""
     runs, run = [], []
     for ctx in contexts:
         if run and _common_prefix_len([run[0], ctx]) < min_shared:
             runs.append(run)
             run = []
         run.append(ctx)
-    runs.append(run)
-    out = [c for r in runs if len(r) > 1 for c in sorted(r, key=len, reverse=True)]
-    return out + sorted((r[0] for r in runs if len(r) == 1), key=len, reverse=True)
+    return runs + [run] if run else runs
 
 
 def _join_blocks(blocks: list) -> Any:
