@@ -132,3 +132,23 @@ def test_rolling_falls_back_to_the_models_forward_when_its_head_is_unusual(tiny_
     ours._head = None  # as if the check against the model's own logits had failed
     got = ours.loglikelihood_rolling(_rolling(DOCS), disable_tqdm=True)
     assert got == pytest.approx(ref, rel=1e-5, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_gemma3_scores_past_its_sliding_window_match_stock_hflm(real_data_dir):
+    """Gemma 3 attends within 512 positions on most layers; 5-shot MMLU contexts are longer, so a padded
+    batch would hide real tokens from that window (it did: one answer in ten changed)."""
+    from workbench.eval import tasks as T
+    from workbench.eval.models.gguf import converted_checkpoint, resolve_gguf
+
+    built = T.build(T.resolve(["mmlu_high_school_statistics"])[0])
+    built.task.build_all_requests(samples=[0, 1, 2], rank=0, world_size=1)
+    insts = sorted(built.task.instances, key=lambda x: (x.doc_id, x.idx))
+    ours = load_model("gemma3-270m", batch_size=8)
+    window = ours.model.config.get_text_config().sliding_window
+    assert all(len(ours.tok_encode(i.args[0])) > window for i in insts)
+    got = ours.loglikelihood(insts, disable_tqdm=True)
+    stock = HFLM(pretrained=str(converted_checkpoint(resolve_gguf("gemma3-270m"))[0]), dtype="float32",
+                 batch_size=1, device="cpu")
+    for (ll, greedy), (ll_ref, greedy_ref) in zip(got, stock.loglikelihood(insts, disable_tqdm=True), strict=True):
+        assert ll == pytest.approx(ll_ref, abs=1e-4) and greedy == greedy_ref

@@ -162,11 +162,15 @@ class HFBackend(HFLM, WorkbenchLM):
                 pbar.update(sum(len(by_ctx[c]) for row in batch for c in row))
         contexts = rest
         bs = int(self.batch_size) if str(self.batch_size).isdigit() else 8
+        # A sliding-window model counts its window in cache columns: left padding inside a row's window
+        # would hide real tokens from it, so a context longer than the window is scored alone.
+        window = getattr(self.model.config.get_text_config(), "sliding_window", None)
+        alone = (lambda ctx: len(ctx) > window) if window else (lambda ctx: False)
         start = 0
         while start < len(contexts):
             # A batch grows while its rows' own tokens (what is left after the prefix they share) fit.
             end, width, shared = start + 1, len(contexts[start]), len(contexts[start]) - 1
-            while end < len(contexts) and end - start < bs:
+            while end < len(contexts) and end - start < bs and not alone(contexts[start]) and not alone(contexts[end]):
                 s = min(shared, _common_prefix_len([contexts[start], contexts[end]]))
                 w = max(width, len(contexts[end]))
                 if (end - start + 1) * (w - s + s % self.PREFIX_BLOCK) > self.batch_tokens:
