@@ -99,8 +99,11 @@ def test_drafts_keep_greedy_tokens_and_save_steps(tiny_model_dir, max_batch):
 
 
 def test_rejected_draft_columns_are_compacted_away(tiny_model_dir, monkeypatch):
-    monkeypatch.setattr(_Lookup, "MIN_RATE", 0.0)  # draft whenever the prompt offers a match, right or wrong
+    monkeypatch.setattr(_Lookup, "MIN_RATE", 0.0)  # draft whenever there is a match, right or wrong
     lm = load_model(f"hf:{tiny_model_dir}")
+    match, vocab = _Lookup.match, lm.model.config.vocab_size
+    # every draft's last token made wrong: the tokens before it are kept, its column must be masked out
+    monkeypatch.setattr(_Lookup, "match", lambda self, k: [*d[:-1], (d[-1] + 1) % vocab] if (d := match(self, k)) else d)
     reqs = [GenRequest(lm.tok_encode(p * 3), 40) for p in PROMPTS]
     ref = ContinuousBatcher(lm.model, max_batch=4, eos_ids=[], stop=lambda _: False, draft_tokens=0).run(reqs)
     eager = ContinuousBatcher(lm.model, max_batch=4, eos_ids=[], stop=lambda _: False, draft_tokens=8, step_tokens=64)

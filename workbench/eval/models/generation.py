@@ -178,7 +178,7 @@ class ContinuousBatcher:
             while waiting and len(rows) < self.max_batch:
                 i = waiting.popleft()
                 row, row_cache, first = self._admit(i, requests[i], prefix, prefix_kv)
-                row.generated.append(first)
+                self._append(row, first)
                 if self._finished(row, requests[i]):
                     out[i] = row.generated
                     if on_done:
