@@ -164,7 +164,7 @@ class HFBackend(HFLM, WorkbenchLM):
         bs = int(self.batch_size) if str(self.batch_size).isdigit() else 8
         # A sliding-window model counts its window in cache columns: left padding inside a row's window
         # would hide real tokens from it, so a context longer than the window is scored alone.
-        window = getattr(self.model.config.get_text_config(), "sliding_window", None)
+        window = self._window()
         alone = (lambda ctx: len(ctx) > window) if window else (lambda ctx: False)
         start = 0
         while start < len(contexts):
@@ -194,11 +194,15 @@ class HFBackend(HFLM, WorkbenchLM):
     PACK_ROW = 256
     PACK_MIN_RUN = 8  # contexts sharing a preamble needed before they are packed after it
 
+    def _window(self) -> int | None:
+        """The model's sliding attention window (Gemma 3: 512 positions on most layers), if it has one."""
+        return getattr(self.model.config.get_text_config(), "sliding_window", None)
+
     def _packable(self, contexts: list, by_ctx) -> list:
         """Contexts to score packed: those sharing no preamble with a neighbour, when the model allows."""
         cfg = self.model.config.get_text_config()
         # A sliding-window model's window counts positions: an item must fit it for the block mask to agree.
-        limit = min(1024, self.max_length, getattr(cfg, "sliding_window", None) or self.max_length)
+        limit = min(1024, self.max_length, self._window() or self.max_length)
         out = []
         for k, ctx in enumerate(contexts):
             near = [contexts[j] for j in (k - 1, k + 1) if 0 <= j < len(contexts)]
@@ -214,7 +218,7 @@ class HFBackend(HFLM, WorkbenchLM):
         """Consecutive contexts that share a preamble, with the whole blocks of it to run once (0 where the
         run is not packed: too short a preamble, too long an item, or a model that does not allow it)."""
         cfg = self.model.config.get_text_config()
-        limit = min(self.max_length, getattr(cfg, "sliding_window", None) or self.max_length)
+        limit = min(self.max_length, self._window() or self.max_length)
         out = []
         for run in _runs(contexts, self.min_shared_prefix):
             shared = _common_prefix_len(run) if len(run) > 1 else 0
