@@ -318,10 +318,13 @@ class HFBackend(HFLM, WorkbenchLM):
         return self.__dict__["_cache_kw_name"]
 
     # A shared prefix is run in blocks of PREFIX_BLOCK tokens whose KV is kept (LRU) across batches and
-    # calls: an MMLU subject's few-shot preamble is run once per subject, not once per batch. A block's
-    # KV depends only on the tokens up to its end, never on which batch asked first, so scores do not
-    # depend on chunk order or on which worker ran what.
+    # calls: an MMLU subject's few-shot preamble is run once per subject, not once per batch. A whole
+    # aligned group of PREFIX_GROUP blocks inside the prefix is run in one forward (a 32-token forward
+    # uses a CPU poorly); the blocks of a group the prefix ends in, one by one. Either way a block's KV
+    # depends only on its tokens and on which of the two ways ran it (part of its key), never on which
+    # batch asked first, so scores do not depend on chunk order or on which worker ran what.
     PREFIX_BLOCK = 32
+    PREFIX_GROUP = 8
     PREFIX_BLOCKS_KEPT = 96
 
     def _prefix_kv(self, tokens: list[int]):
@@ -329,18 +332,24 @@ class HFBackend(HFLM, WorkbenchLM):
         from collections import OrderedDict
 
         dev, bs = self.model.device, self.PREFIX_BLOCK
+        span = bs * self.PREFIX_GROUP
         kept = self.__dict__.setdefault("_prefix_blocks", OrderedDict())
-        blocks, cache = [], None  # `cache`, once made, holds exactly `blocks` while new ones are computed
+        blocks, cache = [], None  # `cache`, once made, holds the first blocks while new ones are computed
         for end in range(bs, len(tokens) + 1, bs):
-            key = tuple(tokens[:end])
+            group = (end - bs) // span * span
+            whole = group + span <= len(tokens)
+            key = (tuple(tokens[:end]), whole)
             block = kept.get(key)
             if block is None:
-                if cache is None or cache.get_seq_length() != len(blocks) * bs:
-                    cache = _join_blocks(blocks)
-                self._forward(cache, input_ids=torch.tensor([tokens[end - bs:end]], device=dev),
-                              position_ids=torch.arange(end - bs, end, device=dev).unsqueeze(0), logits_to_keep=1)
-                block = kept[key] = [(layer.keys[:, :, -bs:].clone(), layer.values[:, :, -bs:].clone())
-                                     for layer in cache.layers]
+                start, stop = (group, group + span) if whole else (end - bs, end)
+                if cache is None or cache.get_seq_length() != start:
+                    cache = _join_blocks(blocks[:start // bs])
+                self._forward(cache, input_ids=torch.tensor([tokens[start:stop]], device=dev),
+                              position_ids=torch.arange(start, stop, device=dev).unsqueeze(0), logits_to_keep=1)
+                for e in range(start + bs, stop + 1, bs):
+                    kept[(tuple(tokens[:e]), whole)] = [(layer.keys[:, :, e - bs:e].clone(),
+                                                         layer.values[:, :, e - bs:e].clone()) for layer in cache.layers]
+                block = kept[key]
                 while len(kept) > self.PREFIX_BLOCKS_KEPT:
                     kept.popitem(last=False)
             else:
