@@ -4,6 +4,7 @@ from lm_eval.api.instance import Instance
 from lm_eval.models.huggingface import HFLM
 
 from workbench.eval.models import load_model
+from workbench.eval.models.hf import _aligned_pieces
 
 
 def _requests(pairs):
@@ -68,9 +69,10 @@ def test_shared_few_shot_prefix_is_run_once_and_scores_match(tiny_model_dir):
     block = ours.PREFIX_BLOCK
     n_pre = len(ours.tok_encode(PREAMBLE)) // block
     assert n_pre >= 2
-    # The preamble's whole blocks ran once, as batches of one; the questions after it, packed in one row
-    # that sees the preamble's KV (mask: row tokens x (preamble + row tokens)).
-    assert calls == [(1, block)] * n_pre
+    # The preamble's whole blocks ran once, in aligned pieces of 8/4/2/1 blocks, as batches of one; the
+    # questions after it, packed in one row that sees the preamble's KV (mask: row tokens x (preamble +
+    # row tokens)).
+    assert calls == [(1, size * block) for _, size in _aligned_pieces(n_pre, ours.PREFIX_GROUP)]
     assert len(packed) == 1 and packed[0][2] + n_pre * block == packed[0][3]
     # ... and a later call with the same preamble reuses the blocks: no prefix forward at all.
     calls.clear()
@@ -103,9 +105,9 @@ def test_kept_prefix_does_not_make_scores_depend_on_call_order(tiny_model_dir):
 
 
 def test_a_long_preamble_runs_whole_groups_of_blocks_at_once_and_scores_do_not_depend_on_order(tiny_model_dir):
-    """A preamble of more than one aligned group of blocks: each whole group in one forward, the blocks of
-    the group it ends in one by one; scores equal HFLM's, and a call's scores do not depend on which
-    calls (with longer or shorter shared prefixes) came first."""
+    """A preamble of more than one aligned group of 8 blocks: each group in one forward, the rest in aligned
+    pieces of 4, 2 and 1 blocks; scores equal HFLM's, and a call's scores do not depend on which calls
+    (with longer or shorter shared prefixes) came first."""
     long = "The following are questions about organs.\n\n" + "Which organ pumps blood?\nAnswer: the heart\n\n" * 40
     ours = load_model(f"hf:{tiny_model_dir}", batch_size=3)
     ours._vocab_head()
@@ -117,9 +119,11 @@ def test_a_long_preamble_runs_whole_groups_of_blocks_at_once_and_scores_do_not_d
     pairs = [(long + q, c) for q in QUESTIONS[:3] for c in (" A", " the leg")]
     got = ours.loglikelihood(_requests(pairs), disable_tqdm=True)
     shared = n // block * block  # the questions add no whole block to what the three contexts share
-    prefix_calls = [c for c in calls if c[0] == 1 and c[1] in (block, span)]
+    prefix_calls = [c for c in calls if c[0] == 1 and c[1] % block == 0 and c[1] <= span]
     assert shared // span >= 1 and shared % span >= block
-    assert prefix_calls == [(1, span)] * (shared // span) + [(1, block)] * (shared % span // block)
+    pieces = _aligned_pieces(shared // block, ours.PREFIX_GROUP)
+    assert [size for _, size in pieces][:shared // span] == [ours.PREFIX_GROUP] * (shared // span)
+    assert prefix_calls == [(1, size * block) for _, size in pieces]
     stock = HFLM(pretrained=str(tiny_model_dir), dtype="float32", batch_size=1, device="cpu")
     for (ll, greedy), (ll_ref, greedy_ref) in zip(got, stock.loglikelihood(_requests(pairs), disable_tqdm=True)):
         assert ll == pytest.approx(ll_ref, abs=1e-4) and greedy == greedy_ref

@@ -318,11 +318,12 @@ class HFBackend(HFLM, WorkbenchLM):
         return self.__dict__["_cache_kw_name"]
 
     # A shared prefix is run in blocks of PREFIX_BLOCK tokens whose KV is kept (LRU) across batches and
-    # calls: an MMLU subject's few-shot preamble is run once per subject, not once per batch. A whole
-    # aligned group of PREFIX_GROUP blocks inside the prefix is run in one forward (a 32-token forward
-    # uses a CPU poorly); the blocks of a group the prefix ends in, one by one. Either way a block's KV
-    # depends only on its tokens and on which of the two ways ran it (part of its key), never on which
-    # batch asked first, so scores do not depend on chunk order or on which worker ran what.
+    # calls: an MMLU subject's few-shot preamble is run once per subject, not once per batch. The blocks
+    # run in aligned pieces of 8, 4, 2 or 1 blocks (the largest that fits, as a number splits into powers
+    # of two: 21 blocks -> 8 + 8 + 4 + 1), one forward a piece (a 32-token forward uses a CPU poorly). A
+    # block's KV depends only on its tokens and on the size of the piece that ran it (part of its key:
+    # the pieces before an aligned piece are always the same), never on which batch asked first, so
+    # scores do not depend on chunk order or on which worker ran what.
     PREFIX_BLOCK = 32
     PREFIX_GROUP = 8
     PREFIX_BLOCKS_KEPT = 96
@@ -332,29 +333,24 @@ class HFBackend(HFLM, WorkbenchLM):
         from collections import OrderedDict
 
         dev, bs = self.model.device, self.PREFIX_BLOCK
-        span = bs * self.PREFIX_GROUP
         kept = self.__dict__.setdefault("_prefix_blocks", OrderedDict())
         blocks, cache = [], None  # `cache`, once made, holds the first blocks while new ones are computed
-        for end in range(bs, len(tokens) + 1, bs):
-            group = (end - bs) // span * span
-            whole = group + span <= len(tokens)
-            key = (tuple(tokens[:end]), whole)
-            block = kept.get(key)
-            if block is None:
-                start, stop = (group, group + span) if whole else (end - bs, end)
+        for first, size in _aligned_pieces(len(tokens) // bs, self.PREFIX_GROUP):
+            start, stop = first * bs, (first + size) * bs
+            keys = [(tuple(tokens[:e]), size) for e in range(start + bs, stop + 1, bs)]
+            if any(key not in kept for key in keys):
                 if cache is None or cache.get_seq_length() != start:
-                    cache = _join_blocks(blocks[:start // bs])
+                    cache = _join_blocks(blocks)
                 self._forward(cache, input_ids=torch.tensor([tokens[start:stop]], device=dev),
                               position_ids=torch.arange(start, stop, device=dev).unsqueeze(0), logits_to_keep=1)
-                for e in range(start + bs, stop + 1, bs):
-                    kept[(tuple(tokens[:e]), whole)] = [(layer.keys[:, :, e - bs:e].clone(),
-                                                         layer.values[:, :, e - bs:e].clone()) for layer in cache.layers]
-                block = kept[key]
-                while len(kept) > self.PREFIX_BLOCKS_KEPT:
-                    kept.popitem(last=False)
-            else:
+                for key, e in zip(keys, range(start + bs, stop + 1, bs), strict=True):
+                    kept[key] = [(layer.keys[:, :, e - bs:e].clone(), layer.values[:, :, e - bs:e].clone())
+                                 for layer in cache.layers]
+            for key in keys:
                 kept.move_to_end(key)
-            blocks.append(block)
+                blocks.append(kept[key])
+            while len(kept) > self.PREFIX_BLOCKS_KEPT:
+                kept.popitem(last=False)
         return _join_blocks(blocks)
 
     def _score_batch(self, batch, by_ctx, results) -> None:
@@ -525,6 +521,19 @@ def _runs(contexts: list, min_shared: int) -> list[list]:
             run = []
         run.append(ctx)
     return runs + [run] if run else runs
+
+
+def _aligned_pieces(n: int, largest: int) -> list[tuple[int, int]]:
+    """[0, n) as (start, size) pieces, each the largest power of two <= `largest` that is aligned at its
+    start and fits: 21, 8 -> (0, 8), (8, 8), (16, 4), (20, 1)."""
+    pieces, start = [], 0
+    while start < n:
+        size = largest
+        while start % size or start + size > n:
+            size //= 2
+        pieces.append((start, size))
+        start += size
+    return pieces
 
 
 def _join_blocks(blocks: list) -> Any:
