@@ -4,7 +4,7 @@
 
 1. forward: raw HF forward vs the bridge's plain forward vs run_with_cache (a few names; the full
    cache, the workbench's and the bridge's own; an early-layer name with the stop-at-layer shortcut),
-   median of --reps after a warm-up, and each as a ratio to the raw HF forward;
+   median wall and CPU time of --reps rounds after a warm-up, and each as a ratio to the raw HF forward;
 2. exact patching of the residual stream (layer x position) batched (--batch-size cells per forward,
    each row resuming at its own block) vs the naive loop of one full forward per cell; both grids must agree;
 3. attribution patching (all four site families, one forward + backward) vs exact patching of the
@@ -28,18 +28,21 @@ LONG = ("The quick brown fox jumps over the lazy dog. Which organ pumps blood? T
         "and the liver are organs. What do plants need to make food? Sunlight, water and air.")
 
 
-def timed(fns: dict[str, Callable[[], Any]], reps: int) -> dict[str, float]:
-    """Median seconds of each function over `reps` rounds after a warm-up; each round runs every function
-    once, so a change in the machine's load between them shifts all of them alike (the ratios hold)."""
-    times: dict[str, list[float]] = {k: [] for k in fns}
+def timed(fns: dict[str, Callable[[], Any]], reps: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Median wall and CPU seconds of each function over `reps` rounds after a warm-up. Each round runs
+    every function once, so a change in the machine's load shifts all of them alike; the CPU time (one
+    thread) is the steadier measure on a machine shared with other jobs."""
+    wall: dict[str, list[float]] = {k: [] for k in fns}
+    cpu: dict[str, list[float]] = {k: [] for k in fns}
     for fn in fns.values():
         fn()
     for _ in range(reps):
         for k, fn in fns.items():
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             fn()
-            times[k].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
+            wall[k].append(time.perf_counter() - t)
+            cpu[k].append(time.process_time() - c)
+    return ({k: statistics.median(v) for k, v in wall.items()}, {k: statistics.median(v) for k, v in cpu.items()})
 
 
 def main() -> None:
@@ -67,7 +70,7 @@ def main() -> None:
     few = [f"blocks.{l}.hook_resid_post" for l in (5, 15, 25)]
     with torch.no_grad():
         out["max_abs_dlogit_vs_raw_hf"] = float((model.logits(ids) - raw(ids).logits).abs().max())
-        out["forward_s"] = timed({
+        out["forward_s"], out["forward_cpu_s"] = timed({
             "raw_hf": lambda: raw(ids),
             "bridge_plain": lambda: model.logits(ids),
             "cache_3_resid_names": lambda: model.run_with_cache(ids, few),
@@ -76,6 +79,7 @@ def main() -> None:
             "cache_layer2_stop_early": lambda: model.run_with_cache(ids, ["blocks.2.hook_resid_post"], need_logits=False),
         }, args.reps)
     out["forward_vs_raw_hf"] = {k: v / out["forward_s"]["raw_hf"] for k, v in out["forward_s"].items()}
+    out["forward_cpu_vs_raw_hf"] = {k: v / out["forward_cpu_s"]["raw_hf"] for k, v in out["forward_cpu_s"].items()}
 
     m = P.make_metric(model, "logit_diff", " Mary", " John")
     clean, corrupt = model.tokenize(CLEAN), model.tokenize(CORRUPT)
