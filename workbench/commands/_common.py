@@ -31,8 +31,8 @@ def _request_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-fewshot", type=int_at_least(0), help="override few-shot count (tasks that pin 0 keep 0)")
     p.add_argument("--seed", type=rng_seed, default=1234,
                    help="seed for subsets, few-shot draws, sampling and bootstrap (default 1234)")
-    p.add_argument("--batch-size", type=int_at_least(1), default=8,
-                   help="contexts per forward pass, sequences generated at once (default 8)")
+    p.add_argument("--batch-size", type=int_at_least(1), default=settings.BATCH_SIZE,
+                   help=f"contexts per forward pass, sequences generated at once (default {settings.BATCH_SIZE})")
     p.add_argument("--chunk-size", type=int_at_least(1), default=16, help="docs per journalled chunk (default 16)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="torch dtype for hf/gguf backends")
     p.add_argument("--device", type=torch_device, help="torch device for hf/gguf backends: cpu, cuda, cuda:N, mps or "

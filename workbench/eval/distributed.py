@@ -259,7 +259,7 @@ def _loading_error(err: WorkbenchError) -> WorkbenchError:
 
 
 class RayExecutor:
-    """The harness's executor for `--workers N`: the run's chunks on a WorkerPool of chunk evaluators."""
+    """The harness's executor for `--workers N`: the run's units of work on a WorkerPool of chunk evaluators."""
 
     def __init__(self, cluster: Cluster, evaluate: Callable[[Any, Any], Any], evaluator: Callable[..., Any]) -> None:
         self.cluster, self.evaluate, self.evaluator = cluster, evaluate, evaluator
@@ -273,8 +273,13 @@ class RayExecutor:
                                  "(is the model file the same on every node?)")
         return described
 
-    def run(self, chunks: list[Any], on_result: Callable[[Any], None]) -> None:
-        self.pool.map(self.evaluate, chunks, lambda _chunk, result: on_result(result))
+    def run(self, units: list[Any], on_result: Callable[[Any], None]) -> None:
+        """Evaluate the harness's units of work on the workers; `on_result` gets each chunk's result."""
+        def done(_unit: Any, results: list[Any]) -> None:
+            for result in results:
+                on_result(result)
+
+        self.pool.map(self.evaluate, units, done)
 
     def session(self) -> dict[str, Any]:
         return {"mode": "ray", **self.cluster.describe(), **(self.pool.stats() if self.pool else {})}

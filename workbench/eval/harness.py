@@ -16,7 +16,7 @@ import random
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -47,7 +47,7 @@ class EvalRequest:
     data_dir: str | None = None
     seed: int = 1234
     chunk_size: int = 16
-    batch_size: int = 8
+    batch_size: int = settings.BATCH_SIZE
     dtype: str = "float32"
     device: str | None = None  # torch device of the hf/gguf backends (None: $WORKBENCH_DEVICE, else cpu)
     # Scoring settings (None: the environment's, else the default); resolved into the manifest's `scoring`.
@@ -244,29 +244,35 @@ def _token_counter(lm) -> Callable[[str], int] | None:
     return (lambda text: len(encode(text))) if encode else None
 
 
-def evaluate_chunk(lm, task, instances_by_pos: dict[int, list], positions: list[int], doc_ids: list[int],
-                   gen_stats: dict[str, float] | None = None) -> list[dict]:
-    """Run one chunk of docs through the model and lm-eval's filters and metrics; one row per doc.
-
-    `gen_stats`, if given, accumulates generation wall time, generated tokens and generations.
-    """
-    insts = [inst for p in positions for inst in instances_by_pos[p]]
+def respond(lm, insts: list) -> float | None:
+    """Fill every instance's `resps` from the model, one call per request type (instances of several
+    tasks may go together); returns the generate_until call's seconds (None: there was none)."""
     by_type: dict[str, list] = {}
     for inst in insts:
         inst.resps = []
         by_type.setdefault(inst.request_type, []).append(inst)
+    seconds = None
     for reqtype, reqs in by_type.items():
         cloned = [r for r in reqs for _ in range(r.repeats)]
         t_call = time.perf_counter()
         resps = getattr(lm, reqtype)(cloned, disable_tqdm=True)
-        if reqtype == "generate_until" and gen_stats is not None:
-            count = _token_counter(lm)
-            gen_stats["seconds"] = gen_stats.get("seconds", 0.0) + time.perf_counter() - t_call
-            gen_stats["generations"] = gen_stats.get("generations", 0) + len(resps)
-            if count:
-                gen_stats["tokens"] = gen_stats.get("tokens", 0) + sum(count(str(r)) for r in resps)
+        if reqtype == "generate_until":
+            seconds = time.perf_counter() - t_call
         for resp, r in zip(resps, cloned, strict=True):
             r.resps.append(resp)
+    return seconds
+
+
+def generation_counts(lm, insts: list) -> dict[str, int]:
+    """Generations among the answered instances and, by the backend's own tokeniser, their tokens."""
+    gens = [resp for inst in insts if inst.request_type == "generate_until" for resp in inst.resps]
+    count = _token_counter(lm)
+    return {"generations": len(gens), **({"tokens": sum(count(str(r)) for r in gens)} if count else {})}
+
+
+def chunk_rows(task, instances_by_pos: dict[int, list], positions: list[int], doc_ids: list[int]) -> list[dict]:
+    """The chunk's rows from its answered instances: the task's filters, then `process_results` per doc."""
+    insts = [inst for p in positions for inst in instances_by_pos[p]]
     for ensemble in getattr(task, "_filters", []):
         ensemble.apply(insts)
 
@@ -421,6 +427,32 @@ def plan_chunks(doc_plan: dict[str, list[int]], chunk_size: int) -> list[Chunk]:
             for name, ids in doc_plan.items() for k, i in enumerate(range(0, len(ids), chunk_size))]
 
 
+# Generation docs handed to the model together: a continuous batch keeps its slots full across tasks,
+# and a killed run loses at most this much generation work.
+GENERATION_POOL = 64
+
+
+def plan_units(chunks: list[Chunk], output_types: dict[str, str], pool: int = GENERATION_POOL,
+               todo: set[tuple[str, int]] | None = None) -> list[tuple[Chunk, ...]]:
+    """The run's units of work, in plan order: each scoring chunk alone, and generation chunks pooled (in
+    plan order, up to `pool` docs) so that one continuous batch serves several tasks. Units are cut from
+    the whole plan and then keep only the chunks in `todo`, so a resumed run pools as the first did."""
+    units: list[list[Chunk]] = []
+    current: list[Chunk] | None = None
+    docs = 0
+    for chunk in chunks:
+        if output_types[chunk.task] != "generate_until":
+            units.append([chunk])
+            continue
+        if current is None or docs + len(chunk.positions) > pool:
+            current, docs = [], 0
+            units.append(current)
+        current.append(chunk)
+        docs += len(chunk.positions)
+    kept = [tuple(c for c in unit if todo is None or (c.task, c.index) in todo) for unit in units]
+    return [unit for unit in kept if unit]
+
+
 class ChunkEvaluator:
     """One loaded model and the run's plan; evaluates chunks. The driver holds one in a local run; in a
     distributed run (`workbench.eval.distributed`) each worker process holds its own."""
@@ -450,21 +482,35 @@ class ChunkEvaluator:
             self._tasks[name] = (built, build_requests(built, self.doc_plan[name], self.lm))
         return self._tasks[name]
 
-    def evaluate(self, chunk: Chunk) -> ChunkResult:
-        built, by_pos = self._task(chunk.task)
+    def evaluate(self, unit: Sequence[Chunk]) -> list[ChunkResult]:
+        """Evaluate a unit of chunks (see `plan_units`): their requests go to the model together."""
         t = time.perf_counter()
-        gen: dict[str, float] = {}
+        parts = []
+        for chunk in unit:
+            built, by_pos = self._task(chunk.task)
+            parts.append((chunk, built, by_pos, [inst for p in chunk.positions for inst in by_pos[p]]))
+        results = []
         with settings.using_scoring(self.scoring):
-            rows = evaluate_chunk(self.lm, built.task, by_pos, list(chunk.positions), self.doc_plan[chunk.task],
-                                  gen_stats=gen)
-        return ChunkResult(chunk, rows, gen, time.perf_counter() - t)
+            gen_s = respond(self.lm, [inst for *_, insts in parts for inst in insts])
+            shared = time.perf_counter() - t
+            counts = [generation_counts(self.lm, insts) if gen_s is not None else {} for *_, insts in parts]
+            # The model's time is shared out by generated tokens (else generations, else requests).
+            key = next((k for k in ("tokens", "generations") if sum(c.get(k, 0) for c in counts)), None)
+            weights = ([c.get(key, 0) for c in counts] if key else [len(insts) for *_, insts in parts])
+            for (chunk, built, by_pos, _), gen, w in zip(parts, counts, weights, strict=True):
+                share = w / (sum(weights) or 1)
+                t_rows = time.perf_counter()
+                rows = chunk_rows(built.task, by_pos, list(chunk.positions), self.doc_plan[chunk.task])
+                stats = {"seconds": gen_s * share, **gen} if gen_s is not None and gen["generations"] else {}
+                results.append(ChunkResult(chunk, rows, stats, shared * share + time.perf_counter() - t_rows))
+        return results
 
     def close(self) -> None:
         self.lm.close()
 
 
-def _evaluate(evaluator: ChunkEvaluator, chunk: Chunk) -> ChunkResult:
-    return evaluator.evaluate(chunk)
+def _evaluate(evaluator: ChunkEvaluator, unit: Sequence[Chunk]) -> list[ChunkResult]:
+    return evaluator.evaluate(unit)
 
 
 class LocalExecutor:
@@ -478,9 +524,10 @@ class LocalExecutor:
         self.evaluator = ChunkEvaluator(req, doc_plan, scoring, self.built)
         return [self.evaluator.describe()]
 
-    def run(self, chunks: list[Chunk], on_result: Callable[[ChunkResult], None]) -> None:
-        for chunk in chunks:
-            on_result(self.evaluator.evaluate(chunk))
+    def run(self, units: list[tuple[Chunk, ...]], on_result: Callable[[ChunkResult], None]) -> None:
+        for unit in units:
+            for result in self.evaluator.evaluate(unit):
+                on_result(result)
 
     def session(self) -> dict[str, Any]:
         return {"mode": "local", "workers": 1, "threads": settings.threads()}
@@ -588,6 +635,9 @@ def run_eval(
         timings = partial.manifest.setdefault("timings", {"tasks": {}})
         timings.setdefault("model_load_s", []).extend(d["load_s"] for d in described)
         todo = [c for c in plan_chunks(doc_plan, req.chunk_size) if (c.task, c.index) not in done]
+        output_types = {name: rec["output_type"] for name, rec in partial.manifest["tasks"].items()}
+        units = plan_units(plan_chunks(doc_plan, req.chunk_size), output_types,
+                           todo={(c.task, c.index) for c in todo})
         total = sum(len(ids) for ids in doc_plan.values())
         # One bar for the whole run: samples across tasks and workers, with tqdm's rate and ETA.
         bar = tqdm(total=total, initial=total - sum(len(c.positions) for c in todo), desc="eval", unit="sample",
@@ -609,7 +659,7 @@ def run_eval(
 
         t_run = time.time()
         try:
-            executor.run(todo, finished)
+            executor.run(units, finished)
         finally:
             bar.close()
             session.update(executor.session(), ended=utc_now(), eval_s=round(time.time() - t_run, 3))

@@ -36,6 +36,27 @@ def test_greedy_outputs_equal_hflm(tiny_model_dir, stock, batch_size, kwargs):
         stock.generate_until(_requests(prompts, kwargs), disable_tqdm=True)
 
 
+def test_greedy_requests_of_several_tasks_share_one_batch_and_keep_their_own_stops(tiny_model_dir, stock, monkeypatch):
+    """Requests with different stop strings and token limits (a run's tasks, handed over together) run
+    as one continuous batch, each stopping on its own terms: outputs equal HFLM's per task."""
+    settings = [{"until": ["\n\n", "Question:"], "max_gen_toks": 40, "do_sample": False},
+                {"until": ["fox", " A"], "max_gen_toks": 17, "temperature": 0.0},
+                {"until": ["(", "def"], "max_gen_toks": 64}]
+    mixed = [Instance("generate_until", {}, (p, dict(settings[i % 3])), i) for i, p in enumerate(PROMPTS * 2)]
+    ours = load_model(f"hf:{tiny_model_dir}", batch_size=4)
+    batchers = []
+
+    class Counting(ContinuousBatcher):
+        def run(self, requests, on_done=None):
+            batchers.append(len(requests))
+            return super().run(requests, on_done)
+
+    monkeypatch.setattr("workbench.eval.models.hf.ContinuousBatcher", Counting)
+    got = ours.generate_until(mixed, disable_tqdm=True)
+    assert batchers == [len(mixed)]
+    assert got == stock.generate_until(mixed, disable_tqdm=True)
+
+
 def test_sampling_is_seeded_per_request_not_per_batch(tiny_model_dir):
     kwargs = {"until": ["\n\n"], "max_gen_toks": 24, "do_sample": True, "temperature": 0.8, "top_p": 0.95}
     prompts = PROMPTS + PROMPTS[:2]  # a prompt repeated (as `repeats` clones it) draws a different sample

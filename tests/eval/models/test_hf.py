@@ -102,6 +102,36 @@ def test_kept_prefix_does_not_make_scores_depend_on_call_order(tiny_model_dir):
     assert (a1, a2) == (b1, b2)  # exactly: a block's KV depends only on its tokens
 
 
+def test_a_long_preamble_runs_whole_groups_of_blocks_at_once_and_scores_do_not_depend_on_order(tiny_model_dir):
+    """A preamble of more than one aligned group of blocks: each whole group in one forward, the blocks of
+    the group it ends in one by one; scores equal HFLM's, and a call's scores do not depend on which
+    calls (with longer or shorter shared prefixes) came first."""
+    long = "The following are questions about organs.\n\n" + "Which organ pumps blood?\nAnswer: the heart\n\n" * 40
+    ours = load_model(f"hf:{tiny_model_dir}", batch_size=3)
+    ours._vocab_head()
+    block, span = ours.PREFIX_BLOCK, ours.PREFIX_BLOCK * ours.PREFIX_GROUP
+    n = len(ours.tok_encode(long))
+    assert n > span + 2 * block
+    calls = []
+    ours.model.register_forward_pre_hook(lambda mod, args, kw: calls.append(kw["input_ids"].shape), with_kwargs=True)
+    pairs = [(long + q, c) for q in QUESTIONS[:3] for c in (" A", " the leg")]
+    got = ours.loglikelihood(_requests(pairs), disable_tqdm=True)
+    shared = n // block * block  # the questions add no whole block to what the three contexts share
+    prefix_calls = [c for c in calls if c[0] == 1 and c[1] in (block, span)]
+    assert shared // span >= 1 and shared % span >= block
+    assert prefix_calls == [(1, span)] * (shared // span) + [(1, block)] * (shared % span // block)
+    stock = HFLM(pretrained=str(tiny_model_dir), dtype="float32", batch_size=1, device="cpu")
+    for (ll, greedy), (ll_ref, greedy_ref) in zip(got, stock.loglikelihood(_requests(pairs), disable_tqdm=True)):
+        assert ll == pytest.approx(ll_ref, abs=1e-4) and greedy == greedy_ref
+    # Order: a call sharing a shorter prefix (inside the first group) before or after the long one.
+    short = [(long[:200] + q, c) for q in QUESTIONS[:3] for c in (" A", " the leg")]
+    a = load_model(f"hf:{tiny_model_dir}", batch_size=3)
+    b = load_model(f"hf:{tiny_model_dir}", batch_size=3)
+    a_long, a_short = a.loglikelihood(_requests(pairs), disable_tqdm=True), a.loglikelihood(_requests(short), disable_tqdm=True)
+    b_short, b_long = b.loglikelihood(_requests(short), disable_tqdm=True), b.loglikelihood(_requests(pairs), disable_tqdm=True)
+    assert (a_long, a_short) == (b_long, b_short) and a_long == got
+
+
 def _rolling(texts):
     return [Instance(request_type="loglikelihood_rolling", doc={}, arguments=(t,), idx=i) for i, t in enumerate(texts)]
 

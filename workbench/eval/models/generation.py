@@ -35,11 +35,13 @@ from transformers.cache_utils import DynamicLayer
 
 @dataclass
 class GenRequest:
-    """One sequence to generate: its prompt tokens, its token budget, and its sampling seed (None: greedy)."""
+    """One sequence to generate: its prompt tokens, its token budget, its sampling seed (None: greedy) and
+    its own stop test (None: the batcher's), so requests of several tasks can share one batch."""
 
     tokens: list[int]
     max_new_tokens: int
     seed: int | None = None
+    stop: Callable[[list[int]], bool] | None = None
 
 
 @dataclass
@@ -130,7 +132,8 @@ class StopChecker:
 class ContinuousBatcher:
     """Generates token sequences for many requests with one model, at most `max_batch` at a time."""
 
-    def __init__(self, model: Any, *, max_batch: int, eos_ids: Sequence[int], stop: Callable[[list[int]], bool],
+    def __init__(self, model: Any, *, max_batch: int, eos_ids: Sequence[int],
+                 stop: Callable[[list[int]], bool] | None = None,
                  processors: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
                  min_shared_prefix: int = 32, draft_tokens: int = 8, step_tokens: int = 9) -> None:
         self.model = model
@@ -237,8 +240,9 @@ class ContinuousBatcher:
 
     # ---- steps ------------------------------------------------------------------------------------
     def _finished(self, row: _Row, req: GenRequest) -> bool:
+        stop = req.stop or self.stop
         return (row.generated[-1] in self.eos_ids or len(row.generated) >= req.max_new_tokens
-                or self.stop(row.generated))
+                or (stop is not None and stop(row.generated)))
 
     def _append(self, row: _Row, token: int) -> None:
         row.generated.append(token)

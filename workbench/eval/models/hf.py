@@ -43,7 +43,7 @@ class HFBackend(HFLM, WorkbenchLM):
 
     def __init__(self, model, tokenizer, info: ModelInfo, batch_tokens: int = 4096, min_shared_prefix: int = 32,
                  seed: int = 1234, draft_tokens: int = 8, **kwargs: Any) -> None:
-        kwargs.setdefault("batch_size", 8)
+        kwargs.setdefault("batch_size", settings.BATCH_SIZE)
         super().__init__(pretrained=model, tokenizer=tokenizer, device=str(model.device), **kwargs)
         self.info = info
         self.batch_tokens = int(batch_tokens)
@@ -63,9 +63,11 @@ class HFBackend(HFLM, WorkbenchLM):
             groups.setdefault(repr(sorted(req.args[1].items())), []).append(i)
         pbar = tqdm(total=len(requests), disable=disable_tqdm, desc="generate_until", leave=False)
         eos = self.tok_decode(self.eot_token_id, skip_special_tokens=False)
+        # Greedy requests share one continuous batch whatever their stop strings and token limits (a run's
+        # tasks hand them over together); each sampling setting gets a batch of its own.
+        batches: dict[int, tuple[Any, list[int], list[GenRequest], list[list[str]]]] = {}
         for idx in groups.values():
-            gen_kwargs = requests[idx[0]].args[1]
-            kwargs = normalize_gen_kwargs(gen_kwargs, self.max_gen_toks)
+            kwargs = normalize_gen_kwargs(requests[idx[0]].args[1], self.max_gen_toks)
             until = handle_stop_sequences(kwargs.pop("until", None), eos=eos)
             max_gen = int(kwargs.pop("max_gen_toks"))
             setup = self._sampling_setup(kwargs)
@@ -76,29 +78,33 @@ class HFBackend(HFLM, WorkbenchLM):
                 pbar.update(len(idx))
                 continue
             processors, sampled = setup
-            max_ctx = self.max_length - max_gen
+            key = 0 if processors is None and not sampled else id(idx)
+            _, members, reqs, stops = batches.setdefault(key, (processors, [], [], []))
+            stop = StopChecker(until, lambda t: self.tok_decode(t, skip_special_tokens=False))
             seen: dict[str, int] = {}
-            reqs = []
             for i in idx:
                 context = requests[i].args[0]
-                tokens = self.tok_batch_encode([context], left_truncate_len=max_ctx, truncation=self.truncation)[0][0]
+                tokens = self.tok_batch_encode([context], left_truncate_len=self.max_length - max_gen,
+                                               truncation=self.truncation)[0][0]
                 occurrence = seen[context] = seen.get(context, -1) + 1  # repeats of one prompt draw differently
+                members.append(i)
                 reqs.append(GenRequest(tokens.tolist(), max_gen,
-                                       request_seed(self.seed, context, occurrence) if sampled else None))
-            batcher = ContinuousBatcher(self.model, max_batch=self._generation_batch(), eos_ids=self._eos_ids(),
-                                        stop=StopChecker(until, lambda t: self.tok_decode(t, skip_special_tokens=False)),
+                                       request_seed(self.seed, context, occurrence) if sampled else None, stop))
+                stops.append(until)
+        for processors, members, reqs, stops in batches.values():
+            batcher = ContinuousBatcher(self.model, max_batch=self._batch_size(), eos_ids=self._eos_ids(),
                                         processors=processors, min_shared_prefix=self.min_shared_prefix,
                                         draft_tokens=self.draft_tokens)
             out = batcher.run(reqs, on_done=lambda _: pbar.update(1))
-            for i, toks in zip(idx, out, strict=True):
+            for i, toks, until in zip(members, out, stops, strict=True):
                 text = postprocess_generated_text(self.tok_decode(toks), until, None)
                 results[i] = text
                 self.cache_hook.add_partial("generate_until", requests[i].args, text)
         pbar.close()
         return results  # type: ignore[return-value]
 
-    def _generation_batch(self) -> int:
-        return int(self.batch_size) if str(self.batch_size).isdigit() else 8
+    def _batch_size(self) -> int:
+        return int(self.batch_size) if str(self.batch_size).isdigit() else settings.BATCH_SIZE
 
     def _eos_ids(self) -> list[int]:
         """The token ids `model.generate` stops a sequence on (the model's generation config)."""
@@ -161,7 +167,7 @@ class HFBackend(HFLM, WorkbenchLM):
                 self._score_packed(batch, by_ctx, results, shared=shared)
                 pbar.update(sum(len(by_ctx[c]) for row in batch for c in row))
         contexts = rest
-        bs = int(self.batch_size) if str(self.batch_size).isdigit() else 8
+        bs = self._batch_size()
         # A sliding-window model counts its window in cache columns: left padding inside a row's window
         # would hide real tokens from it, so a context longer than the window is scored alone.
         window = self._window()
@@ -312,10 +318,13 @@ class HFBackend(HFLM, WorkbenchLM):
         return self.__dict__["_cache_kw_name"]
 
     # A shared prefix is run in blocks of PREFIX_BLOCK tokens whose KV is kept (LRU) across batches and
-    # calls: an MMLU subject's few-shot preamble is run once per subject, not once per batch. A block's
-    # KV depends only on the tokens up to its end, never on which batch asked first, so scores do not
-    # depend on chunk order or on which worker ran what.
+    # calls: an MMLU subject's few-shot preamble is run once per subject, not once per batch. A whole
+    # aligned group of PREFIX_GROUP blocks inside the prefix is run in one forward (a 32-token forward
+    # uses a CPU poorly); the blocks of a group the prefix ends in, one by one. Either way a block's KV
+    # depends only on its tokens and on which of the two ways ran it (part of its key), never on which
+    # batch asked first, so scores do not depend on chunk order or on which worker ran what.
     PREFIX_BLOCK = 32
+    PREFIX_GROUP = 8
     PREFIX_BLOCKS_KEPT = 96
 
     def _prefix_kv(self, tokens: list[int]):
@@ -323,18 +332,24 @@ class HFBackend(HFLM, WorkbenchLM):
         from collections import OrderedDict
 
         dev, bs = self.model.device, self.PREFIX_BLOCK
+        span = bs * self.PREFIX_GROUP
         kept = self.__dict__.setdefault("_prefix_blocks", OrderedDict())
-        blocks, cache = [], None  # `cache`, once made, holds exactly `blocks` while new ones are computed
+        blocks, cache = [], None  # `cache`, once made, holds the first blocks while new ones are computed
         for end in range(bs, len(tokens) + 1, bs):
-            key = tuple(tokens[:end])
+            group = (end - bs) // span * span
+            whole = group + span <= len(tokens)
+            key = (tuple(tokens[:end]), whole)
             block = kept.get(key)
             if block is None:
-                if cache is None or cache.get_seq_length() != len(blocks) * bs:
-                    cache = _join_blocks(blocks)
-                self._forward(cache, input_ids=torch.tensor([tokens[end - bs:end]], device=dev),
-                              position_ids=torch.arange(end - bs, end, device=dev).unsqueeze(0), logits_to_keep=1)
-                block = kept[key] = [(layer.keys[:, :, -bs:].clone(), layer.values[:, :, -bs:].clone())
-                                     for layer in cache.layers]
+                start, stop = (group, group + span) if whole else (end - bs, end)
+                if cache is None or cache.get_seq_length() != start:
+                    cache = _join_blocks(blocks[:start // bs])
+                self._forward(cache, input_ids=torch.tensor([tokens[start:stop]], device=dev),
+                              position_ids=torch.arange(start, stop, device=dev).unsqueeze(0), logits_to_keep=1)
+                for e in range(start + bs, stop + 1, bs):
+                    kept[(tuple(tokens[:e]), whole)] = [(layer.keys[:, :, e - bs:e].clone(),
+                                                         layer.values[:, :, e - bs:e].clone()) for layer in cache.layers]
+                block = kept[key]
                 while len(kept) > self.PREFIX_BLOCKS_KEPT:
                     kept.popitem(last=False)
             else:
