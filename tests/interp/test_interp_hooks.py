@@ -57,6 +57,52 @@ def test_cache_holds_only_requested_names_and_matches_full_run(tiny_hooked):
     assert float(pattern.triu(1).abs().max()) == 0.0  # causal
 
 
+def test_full_cache_equals_the_bridges_own_cache(tiny_hooked):
+    """`run_with_cache(ids)` (every name) holds exactly the bridge's full cache: same names, same values."""
+    import warnings
+
+    ids = tiny_hooked.tokenize(PROMPTS[1])
+    with torch.no_grad():
+        logits, cache = tiny_hooked.run_with_cache(ids)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref_logits, ref = tiny_hooked.bridge.run_with_cache(ids, return_cache_object=False)
+    assert set(cache) == set(ref) and len(cache) > 100
+    assert set(cache) <= set(tiny_hooked.hook_names)
+    for name, value in ref.items():
+        assert cache[name].shape == value.shape, name
+        torch.testing.assert_close(cache[name], value, rtol=0, atol=0, msg=name)
+    torch.testing.assert_close(logits, ref_logits, rtol=0, atol=0)
+    # A few names are a subset of the full cache, value for value.
+    names = ["blocks.1.attn.hook_z", "blocks.1.hook_resid_post", "blocks.0.attn.hook_pattern"]
+    _, some = tiny_hooked.run_with_cache(ids, names)
+    assert list(some) == names
+    for n in names:
+        torch.testing.assert_close(some[n], cache[n], rtol=0, atol=0)
+
+
+def test_switched_off_hook_is_refused(tiny_hooked):
+    ids = tiny_hooked.tokenize("The quick")
+    assert "blocks.0.attn.hook_result" in tiny_hooked.hook_names
+    with pytest.raises(UnknownHookError, match="did not fire"):
+        tiny_hooked.run_with_cache(ids, ["blocks.0.attn.hook_result"])
+
+
+def test_resuming_at_a_block_reproduces_the_forward(tiny_hooked):
+    """Blocks L.. run on block L's recorded input (batch of 3) give the model's logits, for every L."""
+    ids = tiny_hooked.tokenize(PROMPTS[0])
+    with torch.no_grad():
+        ref = tiny_hooked.logits(ids)
+        inputs = tiny_hooked.block_inputs(ids)
+        _, cache = tiny_hooked.run_with_cache(ids, [f"blocks.{l}.hook_resid_pre" for l in range(tiny_hooked.n_layers)])
+        for start in range(tiny_hooked.n_layers):
+            torch.testing.assert_close(inputs[start].resid, cache[f"blocks.{start}.hook_resid_pre"], rtol=0, atol=0)
+            resid = inputs[start].resid.expand(3, -1, -1)
+            for layer in range(start, tiny_hooked.n_layers):
+                resid = tiny_hooked.run_block(layer, resid, inputs[layer])
+            torch.testing.assert_close(tiny_hooked.unembed(resid), ref.expand(3, -1, -1), rtol=0, atol=1e-5)
+
+
 def test_unknown_hook_name_lists_close_matches(tiny_hooked):
     ids = tiny_hooked.tokenize("The quick")
     with pytest.raises(UnknownHookError, match="blocks.0.hook_resid_pre"):

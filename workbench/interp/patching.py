@@ -152,22 +152,55 @@ def _all_names(model: HookedModel, families: Sequence[Family]) -> list[str]:
 def exact_patch(model: HookedModel, clean: torch.Tensor, corrupt: torch.Tensor, metric: Metric,
                 family: Family, *, batch_size: int = 32,
                 clean_cache: dict[str, torch.Tensor] | None = None) -> np.ndarray:
-    """Patched metric for every cell of `family` (grid shape); `batch_size` cells per forward."""
+    """Patched metric for every cell of `family` (grid shape); `batch_size` cells per forward.
+
+    A cell at layer L changes nothing before block L, so its row starts at block L from the corrupted run's
+    residual stream there: a chunk of cells (in layer order) runs from its first cell's block, each row
+    joining the batch at its own block, and only the last position is unembedded.
+    """
     _check_pair(model, clean, corrupt)
     n_pos = clean.shape[-1]
     if clean_cache is None:
         _, clean_cache = model.run_with_cache(clean, _all_names(model, [family]), need_logits=False)
+    base = model.block_inputs(corrupt)
     cells = family.cells(model, n_pos)
+    per_layer = len(cells) // model.n_layers
     values: list[torch.Tensor] = []
     for start in range(0, len(cells), batch_size):
         chunk = cells[start:start + batch_size]
-        by_name: dict[str, list[tuple[int, tuple]]] = {}
-        for row, (name, idx) in enumerate(chunk):
-            by_name.setdefault(name, []).append((row, idx))
-        hooks = [(name, _patch_hook(rows, clean_cache[name][0])) for name, rows in by_name.items()]
-        tokens = corrupt.expand(len(chunk), n_pos)
-        values.append(metric(model.run_with_hooks(tokens, hooks)))
+        joins = [(start + row) // per_layer for row in range(len(chunk))]  # the block each row starts at
+        hooks = _patch_hooks(chunk, clean_cache)
+        resid: torch.Tensor | None = None
+        with model.hooks(hooks):
+            for layer in range(joins[0], model.n_layers):
+                new = joins.count(layer)
+                if new:
+                    rows = base[layer].resid.expand(new, n_pos, -1)
+                    resid = rows if resid is None else torch.cat([resid, rows])
+                resid = model.run_block(layer, resid, base[layer])
+        values.append(metric(model.unembed(resid[:, -1:])))
     return torch.cat(values).reshape(family.shape(model, n_pos)).numpy()
+
+
+@torch.no_grad()
+def exact_patch_naive(model: HookedModel, clean: torch.Tensor, corrupt: torch.Tensor, metric: Metric,
+                      family: Family, *, clean_cache: dict[str, torch.Tensor] | None = None) -> np.ndarray:
+    """The textbook sweep exact_patch must equal: one full hooked forward of the corrupted prompt per cell."""
+    _check_pair(model, clean, corrupt)
+    n_pos = clean.shape[-1]
+    if clean_cache is None:
+        _, clean_cache = model.run_with_cache(clean, _all_names(model, [family]), need_logits=False)
+    values = [metric(model.run_with_hooks(corrupt, _patch_hooks([cell], clean_cache)))
+              for cell in family.cells(model, n_pos)]
+    return torch.cat(values).reshape(family.shape(model, n_pos)).numpy()
+
+
+def _patch_hooks(cells: Sequence[tuple[str, tuple]], clean_cache: dict[str, torch.Tensor]) -> list[tuple[str, Any]]:
+    """Hooks patching batch row i with the clean activation of cells[i]."""
+    by_name: dict[str, list[tuple[int, tuple]]] = {}
+    for row, (name, idx) in enumerate(cells):
+        by_name.setdefault(name, []).append((row, idx))
+    return [(name, _patch_hook(rows, clean_cache[name][0])) for name, rows in by_name.items()]
 
 
 def _patch_hook(rows: list[tuple[int, tuple]], source: torch.Tensor):
