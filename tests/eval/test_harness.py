@@ -7,7 +7,7 @@ import time
 import pandas as pd
 import pytest
 
-from workbench.eval.harness import Chunk, EvalRequest, plan_chunks, plan_units, run_eval
+from workbench.eval.harness import EvalRequest, plan_chunks, plan_units, run_eval
 from workbench.store import RunStore
 
 TASKS = ["mmlu_anatomy", "mmlu_cloze_anatomy", "arc_easy", "truthfulqa_mc1", "truthfulqa_mc2"]
@@ -84,10 +84,11 @@ def _wait_for_lines(path, n, proc, timeout=300):
     raise AssertionError("no progress in the journal")
 
 
-def _kill_and_resume(model, tasks, data_dir, store_dir, limit, chunk, after_chunks):
+def _kill_and_resume(model, tasks, data_dir, store_dir, limit, chunk, after_chunks, pool=64):
     """Start an eval, SIGKILL it after some chunks, check nothing looks complete, resume, run again clean."""
     base = [sys.executable, "-m", "workbench.cli", "eval", "--model", model, "--tasks", tasks, "--data-dir",
-            str(data_dir), "--store", str(store_dir), "--limit", str(limit), "--chunk-size", str(chunk), "--no-progress"]
+            str(data_dir), "--store", str(store_dir), "--limit", str(limit), "--chunk-size", str(chunk), "--no-progress",
+            "--pool-docs", str(pool)]
     proc = subprocess.Popen(base + ["--run-id", "killed"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     journal = store_dir / ".partial" / "killed" / "journal.jsonl"
     _wait_for_lines(journal, after_chunks, proc)
@@ -121,24 +122,24 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tiny_model_dir, real_data_
 
 @pytest.mark.slow
 def test_sigkill_then_resume_on_smollm2(real_data_dir, tmp_path, smollm2_checkpoint):
-    done = _kill_and_resume("smollm2-135m", "mmlu_anatomy", real_data_dir, tmp_path / "runs", 9, 3, 1)
+    done = _kill_and_resume("smollm2-135m", "mmlu_anatomy", real_data_dir, tmp_path / "runs", 9, 3, 1, pool=3)
     assert 1 <= done < 3
 
 
-def test_generation_chunks_are_pooled_into_units_and_a_resume_pools_alike():
-    plan = {"gsm8k": list(range(10)), "arc_easy": list(range(5)), "humaneval": list(range(7)), "xstest": [1, 2]}
+def test_chunks_are_pooled_into_units_and_a_resume_keeps_them_whole():
+    plan = {"gsm8k": list(range(10)), "arc_easy": list(range(5)), "humaneval": list(range(7)), "xstest": [1, 2],
+            "mmlu_anatomy": list(range(9))}
     types = {"gsm8k": "generate_until", "arc_easy": "multiple_choice", "humaneval": "generate_until",
-             "xstest": "generate_until"}
+             "xstest": "generate_until", "mmlu_anatomy": "multiple_choice"}
     chunks = plan_chunks(plan, 4)
     units = plan_units(chunks, types, pool=12)
     named = [[(c.task, c.index) for c in unit] for unit in units]
-    # scoring chunks alone; generation chunks in plan order, at most 12 docs a unit
-    assert named == [[("gsm8k", 0), ("gsm8k", 1), ("gsm8k", 2)], [("arc_easy", 0)], [("arc_easy", 1)],
-                     [("humaneval", 0), ("humaneval", 1), ("xstest", 0)]]
-    assert [c for unit in units for c in unit] == chunks  # each chunk once, in plan order here
-    # a resumed run keeps the first run's units, less the chunks already journalled
-    todo = {("gsm8k", 2), ("arc_easy", 1), ("humaneval", 1), ("xstest", 0)}
+    # generation and scoring apart, each pooled in plan order, at most 12 docs a unit
+    assert named == [[("gsm8k", 0), ("gsm8k", 1), ("gsm8k", 2)], [("arc_easy", 0), ("arc_easy", 1), ("mmlu_anatomy", 0)],
+                     [("humaneval", 0), ("humaneval", 1), ("xstest", 0)], [("mmlu_anatomy", 1), ("mmlu_anatomy", 2)]]
+    assert sorted((c.task, c.index) for u in units for c in u) == sorted((c.task, c.index) for c in chunks)
+    # a resumed run runs every unit that still has a chunk to do, whole, and no other
+    todo = {("gsm8k", 2), ("humaneval", 1), ("xstest", 0), ("mmlu_anatomy", 2)}
     resumed = plan_units(chunks, types, pool=12, todo=todo)
-    assert [[(c.task, c.index) for c in u] for u in resumed] == \
-        [[("gsm8k", 2)], [("arc_easy", 1)], [("humaneval", 1), ("xstest", 0)]]
-    assert plan_units([Chunk("gsm8k", 0, (0,))], {"gsm8k": "generate_until"}, todo=set()) == []
+    assert [[(c.task, c.index) for c in u] for u in resumed] == [named[0], named[2], named[3]]
+    assert plan_units(chunks, types, 64, todo=set()) == []

@@ -34,6 +34,9 @@ def _request_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int_at_least(1), default=settings.BATCH_SIZE,
                    help=f"contexts per forward pass, sequences generated at once (default {settings.BATCH_SIZE})")
     p.add_argument("--chunk-size", type=int_at_least(1), default=16, help="docs per journalled chunk (default 16)")
+    p.add_argument("--pool-docs", type=int_at_least(1), default=64,
+                   help="docs handed to the model in one call, chunks of several tasks pooled: one continuous "
+                        "batch, full packed rows (default 64; a killed run loses at most one such unit)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="torch dtype for hf/gguf backends")
     p.add_argument("--device", type=torch_device, help="torch device for hf/gguf backends: cpu, cuda, cuda:N, mps or "
                                                       "auto (default $WORKBENCH_DEVICE, else cpu); recorded in the manifest")
@@ -58,7 +61,7 @@ def request_from_args(args: argparse.Namespace, model: str):
     return EvalRequest(
         model=model, tasks=csv(args.tasks) if args.tasks else [], suite=args.suite, limit=args.limit,
         num_fewshot=args.num_fewshot, data_dir=args.data_dir, seed=args.seed, batch_size=args.batch_size,
-        dtype=args.dtype, device=args.device, chunk_size=args.chunk_size, refusal_judge=args.refusal_judge, judge_model=args.judge_model,
+        dtype=args.dtype, device=args.device, chunk_size=args.chunk_size, pool_docs=args.pool_docs, refusal_judge=args.refusal_judge, judge_model=args.judge_model,
         sandbox_timeout_s=args.sandbox_timeout, sandbox_memory_mb=args.sandbox_memory)
 
 

@@ -47,6 +47,9 @@ class EvalRequest:
     data_dir: str | None = None
     seed: int = 1234
     chunk_size: int = 16
+    # Docs handed to the model in one call (chunks pooled across tasks; see `plan_units`). A request
+    # recorded before this existed ran chunk by chunk: 1 resumes it so.
+    pool_docs: int = 64
     batch_size: int = settings.BATCH_SIZE
     dtype: str = "float32"
     device: str | None = None  # torch device of the hf/gguf backends (None: $WORKBENCH_DEVICE, else cpu)
@@ -58,7 +61,7 @@ class EvalRequest:
 
     def __post_init__(self) -> None:
         for name, low, high in (("limit", 1, None), ("num_fewshot", 0, None), ("chunk_size", 1, None),
-                                ("batch_size", 1, None), ("seed", 0, SEED_MAX)):
+                                ("pool_docs", 1, None), ("batch_size", 1, None), ("seed", 0, SEED_MAX)):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low
                                       or (high is not None and value > high)):
@@ -368,7 +371,7 @@ def _resume_plan(partial: PartialRun) -> tuple[EvalRequest, settings.Scoring]:
     if "model" not in request:
         raise StoreError(f"{damaged}: its request names no model")
     try:
-        req = EvalRequest(**request)
+        req = EvalRequest(**{"pool_docs": 1, **request})
         scoring = settings.Scoring.from_dict(m.get("scoring") or {})
     except (ValueError, WorkbenchError) as exc:
         raise StoreError(f"{damaged}: {exc}") from None
@@ -427,30 +430,24 @@ def plan_chunks(doc_plan: dict[str, list[int]], chunk_size: int) -> list[Chunk]:
             for name, ids in doc_plan.items() for k, i in enumerate(range(0, len(ids), chunk_size))]
 
 
-# Generation docs handed to the model together: a continuous batch keeps its slots full across tasks,
-# and a killed run loses at most this much generation work.
-GENERATION_POOL = 64
-
-
-def plan_units(chunks: list[Chunk], output_types: dict[str, str], pool: int = GENERATION_POOL,
+def plan_units(chunks: list[Chunk], output_types: dict[str, str], pool: int,
                todo: set[tuple[str, int]] | None = None) -> list[tuple[Chunk, ...]]:
-    """The run's units of work, in plan order: each scoring chunk alone, and generation chunks pooled (in
-    plan order, up to `pool` docs) so that one continuous batch serves several tasks. Units are cut from
-    the whole plan and then keep only the chunks in `todo`, so a resumed run pools as the first did."""
+    """The run's units of work: chunks pooled in plan order, generation and scoring apart, up to `pool`
+    docs a unit (a continuous batch keeps its slots full across tasks; a scoring call packs several
+    tasks' items into full rows; a killed run loses at most one unit). Units are cut from the whole plan,
+    and a unit with any chunk in `todo` is kept whole (its finished chunks run again but are not
+    journalled again), so a resumed run's batches are the first run's, chunk for chunk."""
     units: list[list[Chunk]] = []
-    current: list[Chunk] | None = None
-    docs = 0
+    current: dict[bool, tuple[list[Chunk], int]] = {}
     for chunk in chunks:
-        if output_types[chunk.task] != "generate_until":
-            units.append([chunk])
-            continue
-        if current is None or docs + len(chunk.positions) > pool:
-            current, docs = [], 0
-            units.append(current)
-        current.append(chunk)
-        docs += len(chunk.positions)
-    kept = [tuple(c for c in unit if todo is None or (c.task, c.index) in todo) for unit in units]
-    return [unit for unit in kept if unit]
+        kind = output_types[chunk.task] == "generate_until"
+        unit, docs = current.get(kind, (None, 0))
+        if unit is None or docs + len(chunk.positions) > pool:
+            unit, docs = [], 0
+            units.append(unit)
+        unit.append(chunk)
+        current[kind] = (unit, docs + len(chunk.positions))
+    return [tuple(unit) for unit in units if todo is None or any((c.task, c.index) in todo for c in unit)]
 
 
 class ChunkEvaluator:
@@ -632,11 +629,12 @@ def run_eval(
         partial.save_manifest()
         done = partial.finished_chunks()
         _check_journal(partial, done, doc_plan, req.chunk_size)
+        journalled = set(done)
         timings = partial.manifest.setdefault("timings", {"tasks": {}})
         timings.setdefault("model_load_s", []).extend(d["load_s"] for d in described)
         todo = [c for c in plan_chunks(doc_plan, req.chunk_size) if (c.task, c.index) not in done]
         output_types = {name: rec["output_type"] for name, rec in partial.manifest["tasks"].items()}
-        units = plan_units(plan_chunks(doc_plan, req.chunk_size), output_types,
+        units = plan_units(plan_chunks(doc_plan, req.chunk_size), output_types, req.pool_docs,
                            todo={(c.task, c.index) for c in todo})
         total = sum(len(ids) for ids in doc_plan.values())
         # One bar for the whole run: samples across tasks and workers, with tqdm's rate and ETA.
@@ -646,6 +644,8 @@ def run_eval(
 
         def finished(result: ChunkResult) -> None:
             name = result.chunk.task
+            if (name, result.chunk.index) in journalled:  # ran again only to keep its unit's batches as they were
+                return
             partial.append_chunk(name, result.chunk.index, result.rows)
             timings["tasks"][name] = round(timings["tasks"].get(name, 0.0) + result.seconds, 3)
             if result.generation:

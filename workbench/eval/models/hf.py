@@ -172,12 +172,15 @@ class HFBackend(HFLM, WorkbenchLM):
         # would hide real tokens from it, so a context longer than the window is scored alone.
         window = self._window()
         alone = (lambda ctx: len(ctx) > window) if window else (lambda ctx: False)
+        useful = max(self.min_shared_prefix, self.PREFIX_BLOCK)  # a shared prefix worth running once
         start = 0
         while start < len(contexts):
             # A batch grows while its rows' own tokens (what is left after the prefix they share) fit.
             end, width, shared = start + 1, len(contexts[start]), len(contexts[start]) - 1
             while end < len(contexts) and end - start < bs and not alone(contexts[start]) and not alone(contexts[end]):
                 s = min(shared, _common_prefix_len([contexts[start], contexts[end]]))
+                if s < useful <= shared:  # it would cost the batch its preamble (another task's context)
+                    break
                 w = max(width, len(contexts[end]))
                 if (end - start + 1) * (w - s + s % self.PREFIX_BLOCK) > self.batch_tokens:
                     break
