@@ -491,9 +491,12 @@ class ChunkEvaluator:
             gen_s = respond(self.lm, [inst for *_, insts in parts for inst in insts])
             shared = time.perf_counter() - t
             counts = [generation_counts(self.lm, insts) if gen_s is not None else {} for *_, insts in parts]
-            # The model's time is shared out by generated tokens (else generations, else requests).
+            # The model's time is shared out by generated tokens (else generations), a scoring unit's by the
+            # characters of the text it scores (a cheap stand-in for its tokens).
             key = next((k for k in ("tokens", "generations") if sum(c.get(k, 0) for c in counts)), None)
-            weights = ([c.get(key, 0) for c in counts] if key else [len(insts) for *_, insts in parts])
+            weights = ([c.get(key, 0) for c in counts] if key else
+                       [sum(len(a) for inst in insts for a in inst.arguments if isinstance(a, str)) + len(insts)
+                        for *_, insts in parts])
             for (chunk, built, by_pos, _), gen, w in zip(parts, counts, weights, strict=True):
                 share = w / (sum(weights) or 1)
                 t_rows = time.perf_counter()
