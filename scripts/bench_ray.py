@@ -1,6 +1,6 @@
 """Ray scale-out on this machine: the same run in one process and on 1-2 Ray workers with 1-2 threads each.
 
-    .venv/bin/python scripts/bench_ray.py [--model smollm2-135m] [--tasks arc_easy] [--limit 64] [--chunk-size 8]
+    .venv/bin/python scripts/bench_ray.py [--model smollm2-135m] [--tasks arc_easy] [--limit 64] [--chunk-size 8] [--pool-docs N]
                                           [--configs local:2,ray:1x2,ray:2x1,ray:1x1] [--ray-address ADDR]
 
 Each configuration evaluates the same request into a scratch store (results must be identical; the
@@ -27,7 +27,7 @@ def run(config: str, args, store_dir: str):
 
     mode, _, shape = config.partition(":")
     req = EvalRequest(model=args.model, tasks=args.tasks.split(","), limit=args.limit, chunk_size=args.chunk_size,
-                      batch_size=args.batch_size)
+                      pool_docs=args.pool_docs or args.chunk_size, batch_size=args.batch_size)
     cluster = None
     if mode == "local":
         os.environ["WORKBENCH_THREADS"] = shape
@@ -63,6 +63,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=64)
     ap.add_argument("--chunk-size", type=int, default=8)
     ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--pool-docs", type=int, help="docs a unit of work (default: one chunk, so units are chunks)")
     ap.add_argument("--configs", default="local:2,ray:1x2,ray:2x1,ray:1x1")
     ap.add_argument("--ray-address")
     args = ap.parse_args()
