@@ -635,10 +635,10 @@ def run_eval(
         journalled = set(done)
         timings = partial.manifest.setdefault("timings", {"tasks": {}})
         timings.setdefault("model_load_s", []).extend(d["load_s"] for d in described)
-        todo = [c for c in plan_chunks(doc_plan, req.chunk_size) if (c.task, c.index) not in done]
+        chunks = plan_chunks(doc_plan, req.chunk_size)
+        todo = [c for c in chunks if (c.task, c.index) not in done]
         output_types = {name: rec["output_type"] for name, rec in partial.manifest["tasks"].items()}
-        units = plan_units(plan_chunks(doc_plan, req.chunk_size), output_types, req.pool_docs,
-                           todo={(c.task, c.index) for c in todo})
+        units = plan_units(chunks, output_types, req.pool_docs, todo={(c.task, c.index) for c in todo})
         total = sum(len(ids) for ids in doc_plan.values())
         # One bar for the whole run: samples across tasks and workers, with tqdm's rate and ETA.
         bar = tqdm(total=total, initial=total - sum(len(c.positions) for c in todo), desc="eval", unit="sample",

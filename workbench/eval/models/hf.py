@@ -65,7 +65,7 @@ class HFBackend(HFLM, WorkbenchLM):
         eos = self.tok_decode(self.eot_token_id, skip_special_tokens=False)
         # Greedy requests share one continuous batch whatever their stop strings and token limits (a run's
         # tasks hand them over together); each sampling setting gets a batch of its own.
-        batches: dict[int, tuple[Any, list[int], list[GenRequest], list[list[str]]]] = {}
+        batches: dict[int, tuple[Any, list[tuple[int, list[str]]], list[GenRequest]]] = {}
         for idx in groups.values():
             kwargs = normalize_gen_kwargs(requests[idx[0]].args[1], self.max_gen_toks)
             until = handle_stop_sequences(kwargs.pop("until", None), eos=eos)
@@ -79,7 +79,7 @@ class HFBackend(HFLM, WorkbenchLM):
                 continue
             processors, sampled = setup
             key = 0 if processors is None and not sampled else id(idx)
-            _, members, reqs, stops = batches.setdefault(key, (processors, [], [], []))
+            _, members, reqs = batches.setdefault(key, (processors, [], []))
             stop = StopChecker(until, lambda t: self.tok_decode(t, skip_special_tokens=False))
             seen: dict[str, int] = {}
             for i in idx:
@@ -87,16 +87,15 @@ class HFBackend(HFLM, WorkbenchLM):
                 tokens = self.tok_batch_encode([context], left_truncate_len=self.max_length - max_gen,
                                                truncation=self.truncation)[0][0]
                 occurrence = seen[context] = seen.get(context, -1) + 1  # repeats of one prompt draw differently
-                members.append(i)
+                members.append((i, until))
                 reqs.append(GenRequest(tokens.tolist(), max_gen,
                                        request_seed(self.seed, context, occurrence) if sampled else None, stop))
-                stops.append(until)
-        for processors, members, reqs, stops in batches.values():
+        for processors, members, reqs in batches.values():
             batcher = ContinuousBatcher(self.model, max_batch=self._batch_size(), eos_ids=self._eos_ids(),
                                         processors=processors, min_shared_prefix=self.min_shared_prefix,
                                         draft_tokens=self.draft_tokens)
             out = batcher.run(reqs, on_done=lambda _: pbar.update(1))
-            for i, toks, until in zip(members, out, stops, strict=True):
+            for (i, until), toks in zip(members, out, strict=True):
                 text = postprocess_generated_text(self.tok_decode(toks), until, None)
                 results[i] = text
                 self.cache_hook.add_partial("generate_until", requests[i].args, text)
