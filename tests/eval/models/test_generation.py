@@ -7,7 +7,7 @@ from lm_eval.api.instance import Instance
 from lm_eval.models.huggingface import HFLM
 
 from workbench.eval.models import load_model
-from workbench.eval.models.generation import ContinuousBatcher, GenRequest, _Lookup
+from workbench.eval.models.generation import ContinuousBatcher, GenRequest, _Lookup, supports
 
 PROMPTS = ["The quick brown fox", "Question: What do plants need?\nAnswer:", "def add(a, b):\n",
            "Which organ pumps blood? The heart", "1234567890", "True, False. True", "#### 42\n"]
@@ -77,9 +77,9 @@ def test_a_finished_sequence_frees_its_slot_at_once(tiny_model_dir):
     budgets = [2, 10, 3, 3]
     out = batcher.run([GenRequest(list(toks), n) for n in budgets])
     assert [len(o) for o in out] == budgets
-    # slots: r0 leaves after 1 step, r2 joins; r2 leaves after step 3, r3 joins; r1 runs alone to step 9.
-    # A fixed batch of 2 would take 9 + 2 steps.
-    assert batcher.decode_steps == 9 and batcher.prefills == 4
+    # r1 makes its 10 tokens in 10 forwards; beside it r0 leaves after forward 2, r2 is prefilled in forward 3
+    # (riding on r1's decoding) and leaves after 5, r3 likewise in 6-8. A fixed batch of 2 would take 10 + 3.
+    assert batcher.forwards == 10 and batcher.prefills == 4
     greedy = [ContinuousBatcher(lm.model, max_batch=1, eos_ids=[], stop=lambda _: False, draft_tokens=0).run(
         [GenRequest(list(toks), n)])[0] for n in budgets]
     assert out == greedy  # same tokens alone or batched
@@ -116,22 +116,62 @@ def test_drafts_keep_greedy_tokens_and_save_steps(tiny_model_dir, max_batch):
     plain = ContinuousBatcher(lm.model, max_batch=max_batch, eos_ids=[], stop=lambda _: False, draft_tokens=0)
     drafted = ContinuousBatcher(lm.model, max_batch=max_batch, eos_ids=[], stop=lambda _: False, draft_tokens=8)
     assert drafted.run(reqs) == plain.run(reqs)
-    assert drafted.accepted > 0 and drafted.decode_steps < plain.decode_steps
+    assert drafted.accepted > 0 and drafted.forwards < plain.forwards
 
 
-def test_rejected_draft_columns_are_compacted_away(tiny_model_dir, monkeypatch):
+def test_rejected_drafts_leave_no_trace(tiny_model_dir, monkeypatch):
     monkeypatch.setattr(_Lookup, "MIN_RATE", 0.0)  # draft whenever there is a match, right or wrong
     lm = load_model(f"hf:{tiny_model_dir}")
     match, vocab = _Lookup.match, lm.model.config.vocab_size
-    # every draft's last token made wrong: the tokens before it are kept, its column must be masked out
-    monkeypatch.setattr(_Lookup, "match", lambda self, k: [*d[:-1], (d[-1] + 1) % vocab] if (d := match(self, k)) else d)
+    calls = iter(range(10**6))
+
+    def half_wrong(self, k):  # the last token of every other draft made wrong: its key must never be attended to
+        d = match(self, k)
+        return [*d[:-1], (d[-1] + 1) % vocab] if d and next(calls) % 2 else d
+
+    monkeypatch.setattr(_Lookup, "match", half_wrong)
     reqs = [GenRequest(lm.tok_encode(p * 3), 40) for p in PROMPTS]
     ref = ContinuousBatcher(lm.model, max_batch=4, eos_ids=[], stop=lambda _: False, draft_tokens=0).run(reqs)
-    eager = ContinuousBatcher(lm.model, max_batch=4, eos_ids=[], stop=lambda _: False, draft_tokens=8, step_tokens=64)
-    eager._windowed = True  # compact after every drafting step, as for a sliding-window model
-    assert eager.run(reqs) == ref and eager.drafted > eager.accepted
-    lazy = ContinuousBatcher(lm.model, max_batch=4, eos_ids=[], stop=lambda _: False, draft_tokens=8, step_tokens=64)
-    assert lazy.run(reqs) == ref and lazy.drafted > lazy.accepted  # masked holes left until they are a quarter
+    eager = ContinuousBatcher(lm.model, max_batch=4, eos_ids=[], stop=lambda _: False, draft_tokens=8, draft_budget=64)
+    assert eager.run(reqs) == ref and eager.drafted > eager.accepted > 0
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7])
+def test_prompts_prefilled_in_chunks_beside_decoding_rows_give_the_same_tokens(tiny_model_dir, chunk):
+    lm = load_model(f"hf:{tiny_model_dir}")
+    reqs = [GenRequest(lm.tok_encode(p * 2), n) for p, n in zip(PROMPTS, (12, 3, 20, 5, 9, 1, 16), strict=True)]
+    whole = ContinuousBatcher(lm.model, max_batch=1, eos_ids=[], stop=lambda _: False, draft_tokens=0)
+    chunked = ContinuousBatcher(lm.model, max_batch=3, eos_ids=[], stop=lambda _: False, prefill_chunk=chunk)
+    assert chunked.run(reqs) == whole.run(reqs)
+    assert chunked.prefills > len(reqs)  # prompts did go in several chunks
+
+
+def _tiny(kind: str, path):
+    """A random 2-layer model with a sliding window of 8 tokens: Mistral (every layer), Gemma 3 (one of two)."""
+    from transformers import AutoModelForCausalLM, Gemma3TextConfig, MistralConfig
+
+    common = dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, head_dim=8, max_position_embeddings=512, sliding_window=8,
+                  attn_implementation="sdpa")
+    config = (MistralConfig(**common) if kind == "mistral" else
+              Gemma3TextConfig(**common, layer_types=["sliding_attention", "full_attention"]))
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(config).eval()
+
+
+@pytest.mark.parametrize("kind", ["mistral", "gemma3"])
+def test_sliding_window_models_generate_as_model_generate(kind, tmp_path):
+    model = _tiny(kind, tmp_path)
+    g = torch.Generator().manual_seed(1)
+    prompts = [torch.randint(3, 64, (n,), generator=g).tolist() for n in (5, 30, 13, 21)]  # most longer than the window
+    ref = []
+    for p in prompts:
+        with torch.inference_mode():
+            seq = model.generate(torch.tensor([p]), attention_mask=torch.ones(1, len(p), dtype=torch.long),
+                                 max_new_tokens=24, min_new_tokens=24, do_sample=False, eos_token_id=None, pad_token_id=0)
+        ref.append(seq[0, len(p):].tolist())
+    batcher = ContinuousBatcher(model, max_batch=3, eos_ids=[], prefill_chunk=6)
+    assert batcher.run([GenRequest(p, 24) for p in prompts]) == ref
 
 
 def test_shared_prefix_is_prefilled_once(tiny_model_dir):
@@ -180,3 +220,13 @@ def test_smollm2_greedy_generations_are_token_identical_to_hflm(task, smollm2_ch
     got = ours.generate_until(insts, disable_tqdm=True)
     assert [ours.tok_encode(g) for g in got] == [ours.tok_encode(r) for r in ref]
     assert got == ref and any(len(r) > 20 for r in ref)
+
+
+def test_models_with_attention_the_packed_forward_cannot_run_are_refused(tiny_model_dir):
+    from transformers import AutoModelForCausalLM, Gemma2Config
+
+    assert supports(load_model(f"hf:{tiny_model_dir}").model)
+    gemma2 = AutoModelForCausalLM.from_config(Gemma2Config(  # logit soft-capping inside attention
+        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=8, attn_implementation="eager"))
+    assert not supports(gemma2)

@@ -1,27 +1,34 @@
-"""Fast generation for the torch backends: continuous batching over one KV cache.
+"""Fast generation for the torch backends: continuous batching over packed sequences.
 
 `model.generate` (lm-eval's HFLM loop) runs a fixed batch until every sequence in it has stopped,
 checks stop strings by re-decoding a window of every row each step, and pads each batch to its
-longest prompt. Here a sequence that emits EOS, reaches its token limit or completes a stop string
-leaves the batch at once and a waiting request takes its slot (its prompt prefilled alone, then its
-KV rows merged into the batch's cache, left-padded); a token prefix shared by every request (a fixed
-few-shot preamble) is prefilled once and copied into each new sequence; stop strings are checked on
-the newest tokens only. Greedy decoding picks the same tokens as `model.generate` (same logits
-processors, argmax over float32 scores); sampling draws from one seeded generator per request, so
-a request's sample does not depend on what it was batched with.
+longest prompt. Here every forward is one packed row of tokens taken from several sequences: the next
+chunk of the prompts being prefilled, then the newest token of each sequence being decoded. Each
+sequence keeps its own keys and values, and attention runs sequence by sequence (`_Step.attend`,
+plugged in as a transformers attention implementation for the length of one forward), so:
 
-Two more savings, neither changing a greedy token. The KV cache grows into spare capacity instead of
-being re-concatenated at every step (a full copy of the cache per token). And greedy rows draft
-tokens by prompt lookup (the continuation of the latest earlier occurrence of their last 2-3 tokens,
-in the prompt or their own output): one forward checks the drafts, the tokens the model would have
-picked anyway are kept, and the first one it disagrees with is replaced by its own pick. On a CPU a
-decode step costs about the same for one token as for a few, so a batch that has shrunk to its
-long-running tail (one HumanEval answer that runs to its token limit) moves several tokens a step.
+- nothing is padded, and a sequence that emits EOS, reaches its token limit or completes a stop string
+  leaves at once; a waiting request starts prefilling in the next forward;
+- decoding rides on prefilling: on a CPU a forward over a few hundred prompt tokens costs about the same
+  with a token more for each running sequence, while a forward of those few tokens alone costs a read of
+  every weight. Prompts are therefore prefilled in chunks of `prefill_chunk` tokens, and the running
+  sequences keep decoding while a new one is prefilled;
+- a token prefix shared by every request (a fixed few-shot preamble) is prefilled once and copied into
+  each sequence's store; stop strings are checked on the newest tokens only.
+
+Greedy decoding picks the same tokens as `model.generate` (same logits processors, argmax over float32
+scores; the tests compare with HFLM); sampling draws from one seeded generator per request, so a
+request's sample does not depend on what it was batched with.
+
+Greedy sequences also draft tokens by prompt lookup (the continuation of the latest earlier occurrence
+of their last 2-3 tokens, in the prompt or their own output) in forwards that prefill nothing: the
+drafts are checked in the same forward, the tokens the model would have picked anyway are kept, and the
+first one it disagrees with is replaced by its own pick. A rejected draft's keys are simply overwritten
+later (a sequence's store has a length, not a mask).
 """
 from __future__ import annotations
 
 import hashlib
-import inspect
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,8 +36,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from transformers import DynamicCache
-from transformers.cache_utils import DynamicLayer
+from transformers import AttentionInterface
 
 
 @dataclass
@@ -42,15 +48,6 @@ class GenRequest:
     max_new_tokens: int
     seed: int | None = None
     stop: Callable[[list[int]], bool] | None = None
-
-
-@dataclass
-class _Row:
-    index: int                      # position of the request in the input list
-    pos: int                        # position id of the next token fed to the model
-    generated: list[int] = field(default_factory=list)
-    rng: torch.Generator | None = None
-    lookup: _Lookup | None = None   # prompt-lookup drafts (greedy rows only)
 
 
 class _Lookup:
@@ -129,34 +126,167 @@ class StopChecker:
         return any(s in text for s in self.stops)
 
 
+
+
+class _KV:
+    """One sequence's keys and values for every layer, in storage that doubles when it is full."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.keys: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []
+
+    def write(self, layer: int, pos: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store `k`, `v` ([1, heads, n, dim]) at positions pos.. and return the keys and values of 0..pos+n-1."""
+        end = pos + k.shape[2]
+        if layer == len(self.keys):
+            self.keys.append(k.new_empty((1, k.shape[1], max(self.capacity, end), k.shape[3])))
+            self.values.append(v.new_empty((1, v.shape[1], max(self.capacity, end), v.shape[3])))
+        elif end > self.keys[layer].shape[2]:
+            size = max(2 * self.keys[layer].shape[2], end)
+            self.keys[layer] = _grown(self.keys[layer], pos, size)
+            self.values[layer] = _grown(self.values[layer], pos, size)
+        self.keys[layer][:, :, pos:end] = k
+        self.values[layer][:, :, pos:end] = v
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+
+    def copy(self, length: int, capacity: int) -> _KV:
+        """A new store holding this one's first `length` positions."""
+        new = _KV(capacity)
+        for k, v in zip(self.keys, self.values, strict=True):
+            new.keys.append(_grown(k, length, max(capacity, length)))
+            new.values.append(_grown(v, length, max(capacity, length)))
+        return new
+
+
+def _grown(t: torch.Tensor, keep: int, size: int) -> torch.Tensor:
+    """[1, H, size, D] storage holding `t`'s first `keep` positions."""
+    new = t.new_empty((t.shape[0], t.shape[1], size, t.shape[3]))
+    new[:, :, :keep] = t[:, :, :keep]
+    return new
+
+
+@dataclass
+class _Segment:
+    """A run of one sequence's tokens in a packed forward."""
+
+    kv: _KV
+    start: int  # offset of its first token in the forward
+    n: int
+    pos: int    # position of its first token (the tokens already in the sequence's store)
+
+
+class _Step:
+    """One packed forward: which tokens belong to which sequence, and attention sequence by sequence."""
+
+    def __init__(self, segments: list[_Segment]) -> None:
+        self.segments = segments
+        self._masks: dict[tuple[int, int | None], torch.Tensor | None] = {}
+
+    def attend(self, layer: int, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+               scaling: float | None, window: int | None) -> torch.Tensor:
+        """[1, H, N, D] queries (and this forward's keys, values) -> [1, N, H, D] attention outputs."""
+        heads, kv_heads, dim = query.shape[1], key.shape[1], query.shape[3]
+        out = query.new_empty((1, query.shape[2], heads, dim))
+        for s, seg in enumerate(self.segments):
+            a, b = seg.start, seg.start + seg.n
+            keys, values = seg.kv.write(layer, seg.pos, key[:, :, a:b], value[:, :, a:b])
+            lo = max(0, seg.pos - window + 1) if window else 0  # the earliest key its first query sees
+            q = query[:, :, a:b]
+            if seg.n == 1 and kv_heads != heads:
+                # one query: the query heads that share a key head become that head's rows (no copy of the keys)
+                o = F.scaled_dot_product_attention(q.reshape(1, kv_heads, heads // kv_heads, dim), keys[:, :, lo:],
+                                                   values[:, :, lo:], scale=scaling).reshape(1, heads, 1, dim)
+            else:
+                causal = seg.pos == 0 and (not window or seg.n <= window)
+                mask = None if causal or seg.n == 1 else self._mask(s, seg, lo, window)
+                o = F.scaled_dot_product_attention(q, keys[:, :, lo:], values[:, :, lo:], attn_mask=mask,
+                                                   is_causal=causal and seg.n > 1, scale=scaling,
+                                                   enable_gqa=kv_heads != heads)
+            out[:, a:b] = o.transpose(1, 2)
+        return out
+
+    def _mask(self, s: int, seg: _Segment, lo: int, window: int | None) -> torch.Tensor:
+        """Which keys (positions lo..) each of the segment's queries sees: earlier ones, within the window."""
+        if (s, window) not in self._masks:
+            q = torch.arange(seg.pos, seg.pos + seg.n).unsqueeze(1)
+            k = torch.arange(lo, seg.pos + seg.n).unsqueeze(0)
+            mask = k <= q
+            if window:
+                mask &= q - k < window
+            self._masks[s, window] = mask.to(seg.kv.keys[0].device if seg.kv.keys else "cpu")
+        return self._masks[s, window]  # type: ignore[return-value]
+
+
+_PACKED = "workbench_packed"
+
+
+def _packed_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                      attention_mask: Any, dropout: float = 0.0, scaling: float | None = None,
+                      sliding_window: int | None = None, workbench_step: _Step | None = None,
+                      **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """A transformers attention implementation for packed forwards (see `_Step`)."""
+    unsupported = [k for k in ("softcap", "s_aux", "position_bias") if kwargs.get(k) is not None]
+    if workbench_step is None or unsupported or not getattr(module, "is_causal", True):
+        raise ValueError(f"packed generation cannot run this model's attention ({', '.join(unsupported) or 'not causal'})")
+    return workbench_step.attend(module.layer_idx, query, key, value, scaling, sliding_window), None
+
+
+AttentionInterface.register(_PACKED, _packed_attention)
+
+
+def supports(model: Any) -> bool:
+    """Can `ContinuousBatcher` run this model? (a decoder whose attention is plain scaled dot-product)"""
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    return (not getattr(config, "is_encoder_decoder", False) and config._attn_implementation in ("sdpa", "eager")
+            and getattr(config, "attn_logit_softcapping", None) is None)
+
+
+@dataclass
+class _Row:
+    index: int                      # position of the request in the input list
+    req: GenRequest
+    kv: _KV
+    pos: int                        # tokens in its store: prompt tokens prefilled so far, then prompt + generated
+    generated: list[int] = field(default_factory=list)
+    rng: torch.Generator | None = None
+    lookup: _Lookup | None = None   # prompt-lookup drafts (greedy rows only)
+
+
+@dataclass
+class _Feed:
+    """What one row puts in a forward: its tokens, and which of their logits it needs."""
+
+    row: _Row
+    tokens: list[int]
+    drafts: int = 0        # how many of `tokens` are drafts (decoding rows)
+    logits: int = 0        # how many of its last positions' logits it needs
+
+
 class ContinuousBatcher:
     """Generates token sequences for many requests with one model, at most `max_batch` at a time."""
 
     def __init__(self, model: Any, *, max_batch: int, eos_ids: Sequence[int],
                  stop: Callable[[list[int]], bool] | None = None,
                  processors: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-                 min_shared_prefix: int = 32, draft_tokens: int = 8, step_tokens: int = 9) -> None:
+                 min_shared_prefix: int = 32, draft_tokens: int = 8, draft_budget: int = 8,
+                 prefill_chunk: int = 256) -> None:
         self.model = model
-        # Drafting: at most `draft_tokens` per row, and at most `step_tokens` tokens fed per step in all (a
-        # full batch is already compute-bound: there drafts would cost more than they save).
+        # Drafting: at most `draft_tokens` per row and `draft_budget` per forward, only in forwards that
+        # prefill nothing (a forward with a prompt chunk in it is compute-bound: drafts there cost their price).
         self.draft_tokens = max(0, int(draft_tokens))
-        self.step_tokens = max(1, int(step_tokens))
-        # A sliding-window model counts its window in cache columns, so a rejected draft's column must not
-        # stay behind as a masked hole: such caches are compacted after every drafting step.
-        config = getattr(model, "config", None)
-        text = config.get_text_config() if config is not None and hasattr(config, "get_text_config") else config
-        self._windowed = bool(getattr(text, "sliding_window", None))
+        self.draft_budget = max(0, int(draft_budget))
+        self.prefill_chunk = max(1, int(prefill_chunk))
         self.max_batch = max(1, int(max_batch))
         self.eos_ids = set(eos_ids)
         self.stop = stop
         self.processors = processors
         self.min_shared_prefix = min_shared_prefix
         self.device = next(model.parameters()).device
-        # transformers 5 renamed forward's `past_key_values` to `cache` (the old name warns, then goes).
-        params = inspect.signature(model.forward).parameters
-        self._cache_kw = "cache" if "cache" in params else "past_key_values"
-        self.prefills = 0       # prompt forwards run (for tests and benchmarks)
-        self.decode_steps = 0   # batched decoding forwards run
+        self._configs = list({id(m.config): m.config for m in model.modules()
+                              if hasattr(getattr(m, "config", None), "_attn_implementation_internal")}.values())
+        self.forwards = 0       # packed forwards run (for tests and benchmarks)
+        self.prefills = 0       # prompt chunks fed
         self.drafted = 0        # draft tokens checked
         self.accepted = 0       # draft tokens kept
 
@@ -173,86 +303,109 @@ class ContinuousBatcher:
             return out
         prefix = self._shared_prefix([requests[i].tokens for i in todo])
         prefix_kv = self._prefill_prefix(prefix) if prefix else None
-        # Longest prompts first (as lm-eval orders them): the batch's padded width shrinks as it drains.
+        # Longest prompts first (as lm-eval orders them).
         waiting = deque(sorted(todo, key=lambda i: -len(requests[i].tokens)))
         rows: list[_Row] = []
-        cache, mask = None, None
         while waiting or rows:
             while waiting and len(rows) < self.max_batch:
                 i = waiting.popleft()
-                row, row_cache, first = self._admit(i, requests[i], prefix, prefix_kv)
-                self._append(row, first)
-                if self._finished(row, requests[i]):
-                    out[i] = row.generated
-                    if on_done:
-                        on_done(i)
-                    continue
-                cache, mask = self._merge(cache, mask, row_cache, len(requests[i].tokens))
-                rows.append(row)
-            if not rows:
-                continue
-            drafts = self._drafts(rows)
-            width = 1 + max(len(d) for d in drafts)
-            ids = torch.zeros((len(rows), width), dtype=torch.long, device=self.device)
-            fed = torch.zeros((len(rows), width), dtype=mask.dtype, device=self.device)
-            for j, (r, d) in enumerate(zip(rows, drafts, strict=True)):
-                ids[j, :1 + len(d)] = torch.tensor([r.generated[-1], *d], device=self.device)
-                fed[j, :1 + len(d)] = 1
-            pos = torch.tensor([[r.pos] for r in rows], device=self.device) + torch.arange(width, device=self.device)
-            mask = torch.cat([mask, fed], dim=1)
-            logits = self._forward(cache, input_ids=ids, attention_mask=mask, position_ids=pos, keep=width)
-            self.decode_steps += 1
-            keep, holes = [], False
-            for j, (row, d) in enumerate(zip(rows, drafts, strict=True)):
-                picked = self._pick(logits[j], [row] * width) if d else self._pick(logits[j, :1], [row])
-                n_ok = 0
-                while n_ok < len(d) and d[n_ok] == picked[n_ok]:
-                    n_ok += 1
-                self.drafted += len(d)
-                self.accepted += n_ok
-                if row.lookup is not None:
-                    row.lookup.learn(d, n_ok, picked[0])
-                done = False
-                for tok in picked[:n_ok + 1]:  # the drafts the model agrees with, then its own next pick
-                    row.pos += 1
-                    self._append(row, tok)
-                    if self._finished(row, requests[row.index]):
-                        done = True
-                        break
-                if n_ok < width - 1:  # columns of rejected drafts (and padding) must not be attended to
-                    mask[j, mask.shape[1] - width + 1 + n_ok:] = 0
-                    holes = True
-                if done:
+                rows.append(self._admit(i, requests[i], len(prefix), prefix_kv))
+            feeds = self._plan(rows)
+            logits = self._forward(feeds)
+            done: set[int] = set()
+            at = 0
+            for feed in feeds:
+                row = feed.row
+                mine = logits[at:at + feed.logits]
+                at += feed.logits
+                if self._advance(feed, mine):
                     out[row.index] = row.generated
+                    done.add(row.index)
                     if on_done:
                         on_done(row.index)
-                else:
-                    keep.append(j)
-            if len(keep) < len(rows):
-                rows = [rows[j] for j in keep]
-                if rows:
-                    cache, mask = self._select(cache, mask, keep)
-                else:
-                    cache, mask = None, None
-            if rows and holes and (self._windowed or 4 * int((mask == 0).sum()) > mask.numel()):
-                cache, mask = self._compact(cache, mask)
+            rows = [r for r in rows if r.index not in done]
         return out
 
     # ---- steps ------------------------------------------------------------------------------------
-    def _finished(self, row: _Row, req: GenRequest) -> bool:
-        stop = req.stop or self.stop
-        return (row.generated[-1] in self.eos_ids or len(row.generated) >= req.max_new_tokens
+    def _plan(self, rows: list[_Row]) -> list[_Feed]:
+        """This forward's tokens: each decoding row's newest token (and drafts), then prompt chunks."""
+        prefilling = [r for r in rows if not r.generated]
+        budget = self.prefill_chunk
+        chunks = []
+        for r in prefilling:
+            if budget <= 0:
+                break
+            take = min(len(r.req.tokens) - r.pos, budget)
+            budget -= take
+            chunks.append(_Feed(r, r.req.tokens[r.pos:r.pos + take], logits=int(r.pos + take == len(r.req.tokens))))
+        decoding = [r for r in rows if r.generated]
+        cap = 0 if chunks or not decoding else min(self.draft_tokens, self.draft_budget // len(decoding))
+        feeds = []
+        for r in decoding:
+            d = r.lookup.draft(cap) if r.lookup is not None else []
+            feeds.append(_Feed(r, [r.generated[-1], *d], drafts=len(d), logits=1 + len(d)))
+        return feeds + chunks
+
+    def _forward(self, feeds: list[_Feed]) -> torch.Tensor:
+        """Run one packed forward; the logits each feed asked for, in feed order."""
+        tokens: list[int] = []
+        positions: list[int] = []
+        keep: list[int] = []
+        segments = []
+        for f in feeds:
+            segments.append(_Segment(f.row.kv, len(tokens), len(f.tokens), f.row.pos))
+            tokens += f.tokens
+            positions += range(f.row.pos, f.row.pos + len(f.tokens))
+            keep += range(len(tokens) - f.logits, len(tokens))
+        old = [c._attn_implementation_internal for c in self._configs]
+        try:
+            for c in self._configs:
+                c._attn_implementation_internal = _PACKED
+            logits = self.model(input_ids=torch.tensor([tokens], device=self.device),
+                                position_ids=torch.tensor([positions], device=self.device), use_cache=False,
+                                logits_to_keep=torch.tensor(keep or [len(tokens) - 1], device=self.device),
+                                workbench_step=_Step(segments)).logits[0]
+        finally:
+            for c, name in zip(self._configs, old, strict=True):
+                c._attn_implementation_internal = name
+        self.forwards += 1
+        self.prefills += sum(not f.row.generated for f in feeds)
+        return logits
+
+    def _advance(self, feed: _Feed, logits: torch.Tensor) -> bool:
+        """Take a forward's picks into the row; is it finished?"""
+        row = feed.row
+        if not row.generated:  # a prompt chunk: the last one gives the first token
+            row.pos += len(feed.tokens)
+            if not feed.logits:
+                return False
+            self._append(row, self._pick(logits, [row])[0])
+            return self._finished(row)
+        d = feed.tokens[1:]
+        picked = self._pick(logits, [row] * len(feed.tokens))
+        n_ok = 0
+        while n_ok < len(d) and d[n_ok] == picked[n_ok]:
+            n_ok += 1
+        self.drafted += len(d)
+        self.accepted += n_ok
+        if row.lookup is not None:
+            row.lookup.learn(d, n_ok, picked[0])
+        row.pos += 1 + n_ok  # the fed token and the drafts the model agrees with; later keys are overwritten
+        for tok in picked[:n_ok + 1]:  # the agreed drafts, then the model's own next pick
+            self._append(row, tok)
+            if self._finished(row):
+                return True
+        return False
+
+    def _finished(self, row: _Row) -> bool:
+        stop = row.req.stop or self.stop
+        return (row.generated[-1] in self.eos_ids or len(row.generated) >= row.req.max_new_tokens
                 or (stop is not None and stop(row.generated)))
 
     def _append(self, row: _Row, token: int) -> None:
         row.generated.append(token)
         if row.lookup is not None:
             row.lookup.append(token)
-
-    def _drafts(self, rows: list[_Row]) -> list[list[int]]:
-        """Each row's draft tokens for this step (none for sampled rows, or when the batch is full enough)."""
-        cap = min(self.draft_tokens, self.step_tokens // len(rows) - 1)
-        return [r.lookup.draft(cap) if r.lookup is not None else [] for r in rows]
 
     def _pick(self, logits: torch.Tensor, rows: list[_Row]) -> list[int]:
         scores = logits.to(dtype=torch.float32)
@@ -273,112 +426,18 @@ class ContinuousBatcher:
             k += 1
         return first[:k] if k >= self.min_shared_prefix else []
 
-    def _forward(self, cache, keep: int = 0, **inputs: Any) -> torch.Tensor:
-        """Logits of one forward that extends `cache` in place: the last position's, or the last `keep`."""
-        logits = self.model(**inputs, **{self._cache_kw: cache}, use_cache=True, logits_to_keep=max(1, keep)).logits
-        return logits if keep else logits[:, -1, :]
+    def _prefill_prefix(self, prefix: list[int]) -> _KV:
+        holder = _Row(-1, GenRequest(prefix, 0), _KV(len(prefix)), 0)
+        self._forward([_Feed(holder, prefix)])
+        return holder.kv
 
-    def _prefill_prefix(self, prefix: list[int]):
-        cache = _cache()
-        self._forward(cache, input_ids=torch.tensor([prefix], device=self.device))
-        self.prefills += 1
-        return [(layer.keys, layer.values) for layer in cache.layers]
-
-    def _admit(self, index: int, req: GenRequest, prefix: list[int], prefix_kv) -> tuple[_Row, Any, int]:
-        """Prefill one request's prompt (after the shared prefix, if any); returns its row, cache, first token."""
-        start = len(prefix) if prefix_kv is not None else 0
-        cache = _cache(prefix_kv)
-        ids = torch.tensor([req.tokens[start:]], device=self.device)
-        pos = torch.arange(start, len(req.tokens), device=self.device).unsqueeze(0)
-        logits = self._forward(cache, input_ids=ids, position_ids=pos)
-        self.prefills += 1
-        row = _Row(index=index, pos=len(req.tokens))
+    def _admit(self, index: int, req: GenRequest, shared: int, prefix_kv: _KV | None) -> _Row:
+        """A row for the request, its store holding the shared prefix (if any) and room for what it will add."""
+        capacity = len(req.tokens) + min(req.max_new_tokens, 256) + self.draft_tokens + 1
+        kv = prefix_kv.copy(shared, capacity) if prefix_kv is not None else _KV(capacity)
+        row = _Row(index=index, req=req, kv=kv, pos=shared if prefix_kv is not None else 0)
         if req.seed is not None:
             row.rng = torch.Generator(device=self.device).manual_seed(req.seed)
         elif self.draft_tokens and self.processors is None:
             row.lookup = _Lookup(req.tokens, self.draft_tokens)
-        return row, cache, self._pick(logits, [row])[0]
-
-    def _merge(self, cache, mask, row_cache, length: int):
-        """Append a prefilled row to the batch cache; the shorter side is left-padded (masked out)."""
-        row_mask = torch.ones((1, length), dtype=torch.long, device=self.device)
-        if cache is None:
-            return row_cache, row_mask
-        width = max(mask.shape[1], length)
-        for layer, new in zip(cache.layers, row_cache.layers, strict=True):
-            layer.hold(torch.cat([_left_pad(layer.keys, width), _left_pad(new.keys, width)], dim=0),
-                       torch.cat([_left_pad(layer.values, width), _left_pad(new.values, width)], dim=0))
-        mask = torch.cat([F.pad(mask, (width - mask.shape[1], 0)), F.pad(row_mask, (width - length, 0))], dim=0)
-        return cache, mask
-
-    def _select(self, cache, mask, keep: list[int]):
-        """Keep only the `keep` rows, and drop the leading columns that are padding in all of them."""
-        idx = torch.tensor(keep, device=self.device)
-        mask = mask[idx]
-        start = int(mask.any(dim=0).long().argmax())
-        for layer in cache.layers:
-            layer.hold(layer.keys[idx, :, start:], layer.values[idx, :, start:])
-        return cache, mask[:, start:]
-
-    def _compact(self, cache, mask):
-        """Move every row's attended columns to the right end (left-padded), dropping masked holes."""
-        valid = mask.bool()
-        counts = valid.sum(dim=1)
-        width = int(counts.max())
-        dest = (width - counts).unsqueeze(1) + valid.long().cumsum(dim=1) - 1
-        rows, cols = valid.nonzero(as_tuple=True)
-        src = torch.zeros((mask.shape[0], width), dtype=torch.long, device=self.device)
-        src[rows, dest[rows, cols]] = cols
-        new_mask = torch.zeros((mask.shape[0], width), dtype=mask.dtype, device=self.device)
-        new_mask[rows, dest[rows, cols]] = 1
-        for layer in cache.layers:
-            b, h, _, d = layer.keys.shape
-            index = src[:, None, :, None].expand(b, h, width, d)
-            layer.hold(layer.keys.gather(2, index), layer.values.gather(2, index))
-        return cache, new_mask
-
-
-class _GrowingLayer(DynamicLayer):
-    """A cache layer that writes new keys and values into spare capacity (doubling when full) instead of
-    concatenating the whole cache with them at every step."""
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any):
-        if not self.is_initialized or self.keys.numel() == 0:
-            self.lazy_initialization(key_states, value_states)
-            self.hold(key_states, value_states)
-            return self.keys, self.values
-        n, t = self.keys.shape[-2], key_states.shape[-2]
-        if n + t > self._k.shape[-2] or self._k.shape[0] != key_states.shape[0]:
-            self._grow(2 * (n + t))
-        self._k[:, :, n:n + t] = key_states
-        self._v[:, :, n:n + t] = value_states
-        self.keys, self.values = self._k[:, :, :n + t], self._v[:, :, :n + t]
-        return self.keys, self.values
-
-    def hold(self, keys: torch.Tensor, values: torch.Tensor) -> None:
-        """Replace the layer's contents (no spare capacity until the next update)."""
-        self.is_initialized = True
-        self.device = keys.device
-        self._k, self._v, self.keys, self.values = keys, values, keys, values
-
-    def _grow(self, capacity: int) -> None:
-        b, h, n, d = self.keys.shape
-        k, v = self.keys.new_empty((b, h, capacity, d)), self.values.new_empty((b, h, capacity, self.values.shape[-1]))
-        k[:, :, :n], v[:, :, :n] = self.keys, self.values
-        self._k, self._v = k, v
-
-
-def _cache(kv: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None) -> DynamicCache:
-    """An empty cache of growing layers, or one holding the given (keys, values) per layer."""
-    cache = DynamicCache()
-    cache.layer_class_to_replicate = _GrowingLayer
-    for k, v in kv or ():
-        layer = _GrowingLayer()
-        layer.hold(k, v)
-        cache.layers.append(layer)
-    return cache
-
-
-def _left_pad(t: torch.Tensor, width: int) -> torch.Tensor:
-    """[B, H, T, D] -> [B, H, width, D], zeros in front."""
-    return F.pad(t, (0, 0, width - t.shape[2], 0)) if t.shape[2] < width else t
+        return row

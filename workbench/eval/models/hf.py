@@ -20,7 +20,7 @@ from workbench import settings
 from workbench.errors import ModelError
 from workbench.eval.models import register_backend
 from workbench.eval.models.base import ModelInfo, WorkbenchLM
-from workbench.eval.models.generation import ContinuousBatcher, GenRequest, StopChecker, request_seed
+from workbench.eval.models.generation import ContinuousBatcher, GenRequest, StopChecker, request_seed, supports
 from workbench.eval.models.hashing import cached_sha256
 
 
@@ -71,7 +71,8 @@ class HFBackend(HFLM, WorkbenchLM):
             until = handle_stop_sequences(kwargs.pop("until", None), eos=eos)
             max_gen = int(kwargs.pop("max_gen_toks"))
             setup = self._sampling_setup(kwargs)
-            if setup is None or self.think_end_token is not None or self.backend != "causal":
+            if (setup is None or self.think_end_token is not None or self.backend != "causal"
+                    or not supports(self.model)):
                 texts = HFLM.generate_until(self, [requests[i] for i in idx], disable_tqdm=True)
                 for i, text in zip(idx, texts, strict=True):
                     results[i] = text
