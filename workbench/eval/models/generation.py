@@ -128,94 +128,120 @@ class StopChecker:
 
 
 
-class _KV:
-    """One sequence's keys and values for every layer, in storage that doubles when it is full."""
+class _Slab:
+    """The keys and values of the running sequences, one slot each: per layer [slots, heads, capacity, dim],
+    the capacity doubling when a sequence needs more. One slab lets the sequences that decode a single
+    token attend in one batched call per layer instead of one call each."""
 
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
+    def __init__(self, slots: int, capacity: int) -> None:
+        self.slots, self.capacity = slots, capacity
         self.keys: list[torch.Tensor] = []
         self.values: list[torch.Tensor] = []
 
-    def write(self, layer: int, pos: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store `k`, `v` ([1, heads, n, dim]) at positions pos.. and return the keys and values of 0..pos+n-1."""
-        end = pos + k.shape[2]
+    def layer(self, layer: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The layer's storage (allocated at its first use, shaped for tensors like `like`: [*, heads, *, dim])."""
         if layer == len(self.keys):
-            self.keys.append(k.new_empty((1, k.shape[1], max(self.capacity, end), k.shape[3])))
-            self.values.append(v.new_empty((1, v.shape[1], max(self.capacity, end), v.shape[3])))
-        elif end > self.keys[layer].shape[2]:
-            size = max(2 * self.keys[layer].shape[2], end)
-            self.keys[layer] = _grown(self.keys[layer], pos, size)
-            self.values[layer] = _grown(self.values[layer], pos, size)
-        self.keys[layer][:, :, pos:end] = k
-        self.values[layer][:, :, pos:end] = v
-        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+            shape = (self.slots, like.shape[1], self.capacity, like.shape[3])
+            # zeros, not empty: a batched call reads past a sequence's end (masked), and a NaN there would
+            # still poison its softmax
+            self.keys.append(like.new_zeros(shape))
+            self.values.append(like.new_zeros(shape))
+        return self.keys[layer], self.values[layer]
 
-    def copy(self, length: int, capacity: int) -> _KV:
-        """A new store holding this one's first `length` positions."""
-        new = _KV(capacity)
-        for k, v in zip(self.keys, self.values, strict=True):
-            new.keys.append(_grown(k, length, max(capacity, length)))
-            new.values.append(_grown(v, length, max(capacity, length)))
-        return new
-
-
-def _grown(t: torch.Tensor, keep: int, size: int) -> torch.Tensor:
-    """[1, H, size, D] storage holding `t`'s first `keep` positions."""
-    new = t.new_empty((t.shape[0], t.shape[1], size, t.shape[3]))
-    new[:, :, :keep] = t[:, :, :keep]
-    return new
+    def reserve(self, length: int) -> None:
+        """Make room for `length` positions in every slot."""
+        if length <= self.capacity:
+            return
+        old, self.capacity = self.capacity, max(2 * self.capacity, length)
+        for store in (self.keys, self.values):
+            for i, t in enumerate(store):
+                new = t.new_zeros((t.shape[0], t.shape[1], self.capacity, t.shape[3]))
+                new[:, :, :old] = t
+                store[i] = new
 
 
 @dataclass
 class _Segment:
     """A run of one sequence's tokens in a packed forward."""
 
-    kv: _KV
+    slot: int
     start: int  # offset of its first token in the forward
     n: int
-    pos: int    # position of its first token (the tokens already in the sequence's store)
+    pos: int    # position of its first token (the tokens already in the sequence's slot)
 
 
 class _Step:
-    """One packed forward: which tokens belong to which sequence, and attention sequence by sequence."""
+    """One packed forward: which tokens belong to which sequence, and attention sequence by sequence
+    (the single-token ones batched over the slab)."""
 
-    def __init__(self, segments: list[_Segment]) -> None:
-        self.segments = segments
-        self._masks: dict[tuple[int, int | None], torch.Tensor | None] = {}
+    def __init__(self, slab: _Slab, segments: list[_Segment], device: torch.device) -> None:
+        self.slab = slab
+        self.segments = [s for s in segments if s.n > 1]
+        singles = [s for s in segments if s.n == 1]
+        self._masks: dict[tuple[int, int | None], torch.Tensor] = {}
+        self._single_masks: dict[int | None, torch.Tensor] = {}
+        self.singles = singles
+        if singles:
+            self.idx = torch.tensor([s.start for s in singles], device=device)
+            self.slots = torch.tensor([s.slot for s in singles], device=device)
+            self.pos = torch.tensor([s.pos for s in singles], device=device)
+            self.span = 1 + max(s.slot for s in singles)
+            self.length = 1 + max(s.pos for s in singles)
 
     def attend(self, layer: int, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                scaling: float | None, window: int | None) -> torch.Tensor:
         """[1, H, N, D] queries (and this forward's keys, values) -> [1, N, H, D] attention outputs."""
         heads, kv_heads, dim = query.shape[1], key.shape[1], query.shape[3]
+        keys, values = self.slab.layer(layer, key)
         out = query.new_empty((1, query.shape[2], heads, dim))
+        if self.singles:
+            keys[self.slots, :, self.pos] = key[0, :, self.idx].transpose(0, 1)
+            values[self.slots, :, self.pos] = value[0, :, self.idx].transpose(0, 1)
+            q = query.new_zeros((self.span, heads, dim))
+            q[self.slots] = query[0, :, self.idx].transpose(0, 1)
+            # one query per sequence: the query heads that share a key head become that head's rows
+            o = F.scaled_dot_product_attention(q.view(self.span, kv_heads, heads // kv_heads, dim),
+                                               keys[:self.span, :, :self.length], values[:self.span, :, :self.length],
+                                               attn_mask=self._single_mask(window, query.device), scale=scaling)
+            out[0, self.idx] = o.reshape(self.span, heads, dim)[self.slots]
         for s, seg in enumerate(self.segments):
-            a, b = seg.start, seg.start + seg.n
-            keys, values = seg.kv.write(layer, seg.pos, key[:, :, a:b], value[:, :, a:b])
+            a, b, end = seg.start, seg.start + seg.n, seg.pos + seg.n
+            keys[seg.slot:seg.slot + 1, :, seg.pos:end] = key[:, :, a:b]
+            values[seg.slot:seg.slot + 1, :, seg.pos:end] = value[:, :, a:b]
             lo = max(0, seg.pos - window + 1) if window else 0  # the earliest key its first query sees
-            q = query[:, :, a:b]
-            if seg.n == 1 and kv_heads != heads:
-                # one query: the query heads that share a key head become that head's rows (no copy of the keys)
-                o = F.scaled_dot_product_attention(q.reshape(1, kv_heads, heads // kv_heads, dim), keys[:, :, lo:],
-                                                   values[:, :, lo:], scale=scaling).reshape(1, heads, 1, dim)
-            else:
-                causal = seg.pos == 0 and (not window or seg.n <= window)
-                mask = None if causal or seg.n == 1 else self._mask(s, seg, lo, window)
-                o = F.scaled_dot_product_attention(q, keys[:, :, lo:], values[:, :, lo:], attn_mask=mask,
-                                                   is_causal=causal and seg.n > 1, scale=scaling,
-                                                   enable_gqa=kv_heads != heads)
+            causal = seg.pos == 0 and (not window or seg.n <= window)
+            mask = None if causal else self._mask(s, seg, lo, window, query.device)
+            o = F.scaled_dot_product_attention(query[:, :, a:b], keys[seg.slot:seg.slot + 1, :, lo:end],
+                                               values[seg.slot:seg.slot + 1, :, lo:end], attn_mask=mask,
+                                               is_causal=causal, scale=scaling, enable_gqa=kv_heads != heads)
             out[:, a:b] = o.transpose(1, 2)
         return out
 
-    def _mask(self, s: int, seg: _Segment, lo: int, window: int | None) -> torch.Tensor:
+    def _single_mask(self, window: int | None, device: torch.device) -> torch.Tensor:
+        """[span, 1, 1, length]: the keys each single-token sequence sees (a slot with none sees key 0,
+        its output unused, so that no row of the softmax is empty)."""
+        if window not in self._single_masks:
+            k = torch.arange(self.length, device=device).unsqueeze(0)
+            pos = self.pos.unsqueeze(1)
+            seen = k <= pos
+            if window:
+                seen &= pos - k < window
+            mask = torch.zeros((self.span, self.length), dtype=torch.bool, device=device)
+            mask[:, 0] = True
+            mask[self.slots] = seen
+            self._single_masks[window] = mask[:, None, None, :]
+        return self._single_masks[window]
+
+    def _mask(self, s: int, seg: _Segment, lo: int, window: int | None, device: torch.device) -> torch.Tensor:
         """Which keys (positions lo..) each of the segment's queries sees: earlier ones, within the window."""
         if (s, window) not in self._masks:
-            q = torch.arange(seg.pos, seg.pos + seg.n).unsqueeze(1)
-            k = torch.arange(lo, seg.pos + seg.n).unsqueeze(0)
+            q = torch.arange(seg.pos, seg.pos + seg.n, device=device).unsqueeze(1)
+            k = torch.arange(lo, seg.pos + seg.n, device=device).unsqueeze(0)
             mask = k <= q
             if window:
                 mask &= q - k < window
-            self._masks[s, window] = mask.to(seg.kv.keys[0].device if seg.kv.keys else "cpu")
-        return self._masks[s, window]  # type: ignore[return-value]
+            self._masks[s, window] = mask
+        return self._masks[s, window]
 
 
 _PACKED = "workbench_packed"
@@ -246,8 +272,8 @@ def supports(model: Any) -> bool:
 class _Row:
     index: int                      # position of the request in the input list
     req: GenRequest
-    kv: _KV
-    pos: int                        # tokens in its store: prompt tokens prefilled so far, then prompt + generated
+    slot: int                       # its slot in the slab
+    pos: int                        # tokens in its slot: prompt tokens prefilled so far, then prompt + generated
     generated: list[int] = field(default_factory=list)
     rng: torch.Generator | None = None
     lookup: _Lookup | None = None   # prompt-lookup drafts (greedy rows only)
@@ -303,15 +329,18 @@ class ContinuousBatcher:
             return out
         prefix = self._shared_prefix([requests[i].tokens for i in todo])
         prefix_kv = self._prefill_prefix(prefix) if prefix else None
+        slab = _Slab(min(self.max_batch, len(todo)), max(len(requests[i].tokens) for i in todo) + 64)
+        free = list(range(slab.slots))
         # Longest prompts first (as lm-eval orders them).
         waiting = deque(sorted(todo, key=lambda i: -len(requests[i].tokens)))
         rows: list[_Row] = []
         while waiting or rows:
-            while waiting and len(rows) < self.max_batch:
+            while waiting and free:
                 i = waiting.popleft()
-                rows.append(self._admit(i, requests[i], len(prefix), prefix_kv))
+                rows.append(self._admit(i, requests[i], slab, min(free), prefix, prefix_kv))
+                free.remove(rows[-1].slot)
             feeds = self._plan(rows)
-            logits = self._forward(feeds)
+            logits = self._forward(slab, feeds)
             done: set[int] = set()
             at = 0
             for feed in feeds:
@@ -321,6 +350,7 @@ class ContinuousBatcher:
                 if self._advance(feed, mine):
                     out[row.index] = row.generated
                     done.add(row.index)
+                    free.append(row.slot)
                     if on_done:
                         on_done(row.index)
             rows = [r for r in rows if r.index not in done]
@@ -346,17 +376,18 @@ class ContinuousBatcher:
             feeds.append(_Feed(r, [r.generated[-1], *d], drafts=len(d), logits=1 + len(d)))
         return feeds + chunks
 
-    def _forward(self, feeds: list[_Feed]) -> torch.Tensor:
-        """Run one packed forward; the logits each feed asked for, in feed order."""
+    def _forward(self, slab: _Slab, feeds: list[_Feed]) -> torch.Tensor:
+        """Run one packed forward over the sequences in `slab`; the logits each feed asked for, in feed order."""
         tokens: list[int] = []
         positions: list[int] = []
         keep: list[int] = []
         segments = []
         for f in feeds:
-            segments.append(_Segment(f.row.kv, len(tokens), len(f.tokens), f.row.pos))
+            segments.append(_Segment(f.row.slot, len(tokens), len(f.tokens), f.row.pos))
             tokens += f.tokens
             positions += range(f.row.pos, f.row.pos + len(f.tokens))
             keep += range(len(tokens) - f.logits, len(tokens))
+        slab.reserve(max(s.pos + s.n for s in segments))
         old = [c._attn_implementation_internal for c in self._configs]
         try:
             for c in self._configs:
@@ -364,7 +395,7 @@ class ContinuousBatcher:
             logits = self.model(input_ids=torch.tensor([tokens], device=self.device),
                                 position_ids=torch.tensor([positions], device=self.device), use_cache=False,
                                 logits_to_keep=torch.tensor(keep or [len(tokens) - 1], device=self.device),
-                                workbench_step=_Step(segments)).logits[0]
+                                workbench_step=_Step(slab, segments, self.device)).logits[0]
         finally:
             for c, name in zip(self._configs, old, strict=True):
                 c._attn_implementation_internal = name
@@ -426,16 +457,20 @@ class ContinuousBatcher:
             k += 1
         return first[:k] if k >= self.min_shared_prefix else []
 
-    def _prefill_prefix(self, prefix: list[int]) -> _KV:
-        holder = _Row(-1, GenRequest(prefix, 0), _KV(len(prefix)), 0)
-        self._forward([_Feed(holder, prefix)])
-        return holder.kv
+    def _prefill_prefix(self, prefix: list[int]) -> _Slab:
+        holder = _Slab(1, len(prefix))
+        self._forward(holder, [_Feed(_Row(-1, GenRequest(prefix, 0), 0, 0), prefix)])
+        return holder
 
-    def _admit(self, index: int, req: GenRequest, shared: int, prefix_kv: _KV | None) -> _Row:
-        """A row for the request, its store holding the shared prefix (if any) and room for what it will add."""
-        capacity = len(req.tokens) + min(req.max_new_tokens, 256) + self.draft_tokens + 1
-        kv = prefix_kv.copy(shared, capacity) if prefix_kv is not None else _KV(capacity)
-        row = _Row(index=index, req=req, kv=kv, pos=shared if prefix_kv is not None else 0)
+    def _admit(self, index: int, req: GenRequest, slab: _Slab, slot: int, prefix: list[int],
+               prefix_kv: _Slab | None) -> _Row:
+        """A row for the request in `slot`, holding the shared prefix's keys and values (if any)."""
+        row = _Row(index=index, req=req, slot=slot, pos=len(prefix) if prefix_kv is not None else 0)
+        if prefix_kv is not None:
+            for layer, (k, v) in enumerate(zip(prefix_kv.keys, prefix_kv.values, strict=True)):
+                keys, values = slab.layer(layer, k)
+                keys[slot, :, :row.pos] = k[0, :, :row.pos]
+                values[slot, :, :row.pos] = v[0, :, :row.pos]
         if req.seed is not None:
             row.rng = torch.Generator(device=self.device).manual_seed(req.seed)
         elif self.draft_tokens and self.processors is None:
