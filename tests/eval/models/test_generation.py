@@ -245,3 +245,14 @@ def test_gemma3_generations_past_its_sliding_window_are_token_identical_to_hflm(
     stock = HFLM(pretrained=str(converted_checkpoint(resolve_gguf("gemma3-270m"))[0]), dtype="float32",
                  batch_size=1, device="cpu")
     assert got == stock.generate_until(insts, disable_tqdm=True) and any(len(g) > 20 for g in got)
+
+
+def test_single_token_sequences_are_batched_unless_one_is_much_longer():
+    from workbench.eval.models.generation import _batched_singles, _Segment
+
+    even = [_Segment(slot, slot, 1, 900 + slot) for slot in range(8)]
+    assert _batched_singles(even) == even  # one call instead of eight
+    short = [_Segment(slot, slot, 1, 100) for slot in range(7)]
+    long = _Segment(7, 7, 1, 3000)
+    assert _batched_singles([*short, long]) == short  # reading 3,000 positions in every slot would not pay
+    assert _batched_singles([_Segment(5, 0, 1, 40)]) == []  # alone: no padding to slot 5 for nothing
