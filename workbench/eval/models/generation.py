@@ -126,8 +126,6 @@ class StopChecker:
         return any(s in text for s in self.stops)
 
 
-
-
 class _Slab:
     """The keys and values of the running sequences, one slot each: per layer [slots, heads, capacity, dim],
     the capacity doubling when a sequence needs more. One slab lets the sequences that decode a single
