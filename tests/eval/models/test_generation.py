@@ -256,3 +256,13 @@ def test_single_token_sequences_are_batched_unless_one_is_much_longer():
     long = _Segment(7, 7, 1, 3000)
     assert _batched_singles([*short, long]) == short  # reading 3,000 positions in every slot would not pay
     assert _batched_singles([_Segment(5, 0, 1, 40)]) == []  # alone: no padding to slot 5 for nothing
+
+
+def test_an_empty_prompt_is_refused_not_answered_from_another_row(tiny_model_dir):
+    from workbench.errors import ModelError
+
+    ours = load_model(f"hf:{tiny_model_dir}", batch_size=4)
+    with pytest.raises(ModelError, match="encodes to no tokens"):
+        ours.generate_until(_requests(["", "The quick"], {"until": ["\n"], "max_gen_toks": 5}), disable_tqdm=True)
+    with pytest.raises(ValueError, match="empty prompt"):
+        ContinuousBatcher(ours.model, max_batch=2, eos_ids=[]).run([GenRequest([], 3)])

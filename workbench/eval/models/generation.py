@@ -346,6 +346,8 @@ class ContinuousBatcher:
                 on_done(i)
         if not todo:
             return out
+        if any(not requests[i].tokens for i in todo):
+            raise ValueError("a generation request has an empty prompt: there is nothing to condition on")
         prefix = self._shared_prefix([requests[i].tokens for i in todo])
         prefix_kv = self._prefill_prefix(prefix) if prefix else None
         slab = _Slab(min(self.max_batch, len(todo)), max(len(requests[i].tokens) for i in todo) + 64)

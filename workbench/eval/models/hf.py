@@ -87,6 +87,9 @@ class HFBackend(HFLM, WorkbenchLM):
                 context = requests[i].args[0]
                 tokens = self.tok_batch_encode([context], left_truncate_len=self.max_length - max_gen,
                                                truncation=self.truncation)[0][0]
+                if not len(tokens):
+                    raise ModelError(f"a generation request's prompt encodes to no tokens ({context!r}): "
+                                     "there is nothing to condition on")
                 occurrence = seen[context] = seen.get(context, -1) + 1  # repeats of one prompt draw differently
                 members.append((i, until))
                 reqs.append(GenRequest(tokens.tolist(), max_gen,
