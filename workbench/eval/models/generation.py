@@ -300,12 +300,12 @@ class _Row:
 
 @dataclass
 class _Feed:
-    """What one row puts in a forward: its tokens, and which of their logits it needs."""
+    """What one row puts in a forward: its tokens (a decoding row's: its newest, then its drafts), and how
+    many of their last positions' logits it needs."""
 
     row: _Row
     tokens: list[int]
-    drafts: int = 0        # how many of `tokens` are drafts (decoding rows)
-    logits: int = 0        # how many of its last positions' logits it needs
+    logits: int = 0
 
 
 class ContinuousBatcher:
@@ -394,7 +394,7 @@ class ContinuousBatcher:
         feeds = []
         for r in decoding:
             d = r.lookup.draft(cap) if r.lookup is not None else []
-            feeds.append(_Feed(r, [r.generated[-1], *d], drafts=len(d), logits=1 + len(d)))
+            feeds.append(_Feed(r, [r.generated[-1], *d], logits=1 + len(d)))
         return feeds + chunks
 
     def _forward(self, slab: _Slab, feeds: list[_Feed]) -> torch.Tensor:
