@@ -82,6 +82,14 @@ def smollm2_checkpoint(smollm2_gguf) -> Path:
     return converted_checkpoint(smollm2_gguf)[0]
 
 
+@pytest.fixture(scope="session")
+def gemma3_checkpoint() -> Path:
+    """The dequantized Gemma 3 270M checkpoint (converted once per machine, then cached)."""
+    from workbench.eval.models.gguf import converted_checkpoint, resolve_gguf
+
+    return converted_checkpoint(resolve_gguf("gemma3-270m"))[0]
+
+
 @pytest.fixture
 def run_cli(tmp_path):
     """Run the real `workbench` CLI in a subprocess; returns CompletedProcess."""

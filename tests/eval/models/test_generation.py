@@ -233,16 +233,14 @@ def test_models_with_attention_the_packed_forward_cannot_run_are_refused(tiny_mo
 
 
 @pytest.mark.slow
-def test_gemma3_generations_past_its_sliding_window_are_token_identical_to_hflm(real_data_dir):
+def test_gemma3_generations_past_its_sliding_window_are_token_identical_to_hflm(real_data_dir, gemma3_checkpoint):
     """Gemma 3's local layers attend within 512 positions; GSM8K's 5-shot prompts are about twice that."""
-    from workbench.eval.models.gguf import converted_checkpoint, resolve_gguf
-
     insts = _task_requests("gsm8k", 3, 24)
     ours = load_model("gemma3-270m", batch_size=4)
     window = ours.model.config.get_text_config().sliding_window
     assert all(len(ours.tok_encode(i.args[0])) > window for i in insts)
     got = ours.generate_until(insts, disable_tqdm=True)
-    stock = HFLM(pretrained=str(converted_checkpoint(resolve_gguf("gemma3-270m"))[0]), dtype="float32",
+    stock = HFLM(pretrained=str(gemma3_checkpoint), dtype="float32",
                  batch_size=1, device="cpu")
     assert got == stock.generate_until(insts, disable_tqdm=True) and any(len(g) > 20 for g in got)
 

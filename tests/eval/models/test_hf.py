@@ -169,11 +169,10 @@ def test_rolling_falls_back_to_the_models_forward_when_its_head_is_unusual(tiny_
 
 
 @pytest.mark.slow
-def test_gemma3_scores_past_its_sliding_window_match_stock_hflm(real_data_dir):
+def test_gemma3_scores_past_its_sliding_window_match_stock_hflm(real_data_dir, gemma3_checkpoint):
     """Gemma 3 attends within 512 positions on most layers; 5-shot MMLU contexts are longer, so a padded
     batch would hide real tokens from that window (it did: one answer in ten changed)."""
     from workbench.eval import tasks as T
-    from workbench.eval.models.gguf import converted_checkpoint, resolve_gguf
 
     built = T.build(T.resolve(["mmlu_high_school_statistics"])[0])
     built.task.build_all_requests(samples=[0, 1, 2], rank=0, world_size=1)
@@ -182,7 +181,7 @@ def test_gemma3_scores_past_its_sliding_window_match_stock_hflm(real_data_dir):
     window = ours.model.config.get_text_config().sliding_window
     assert all(len(ours.tok_encode(i.args[0])) > window for i in insts)
     got = ours.loglikelihood(insts, disable_tqdm=True)
-    stock = HFLM(pretrained=str(converted_checkpoint(resolve_gguf("gemma3-270m"))[0]), dtype="float32",
+    stock = HFLM(pretrained=str(gemma3_checkpoint), dtype="float32",
                  batch_size=1, device="cpu")
     for (ll, greedy), (ll_ref, greedy_ref) in zip(got, stock.loglikelihood(insts, disable_tqdm=True), strict=True):
         assert ll == pytest.approx(ll_ref, abs=1e-4) and greedy == greedy_ref
